@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine: `make train` (the main job) and `make test` (all tests).
+# Both create .venv and install the project with its dev extras on first use.
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(abspath $(BIN)):$(PATH)
+ARGS ?=
+
+.PHONY: install train test readme export clean-nbs
+install: $(STAMP)
+$(STAMP): settings.ini setup.py
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+# the main job: papermill runs nbs/train.ipynb on the embedded default; ARGS='-p steps 100' overrides parameters
+train: $(STAMP)
+	mkdir -p runs
+	papermill nbs/train.ipynb runs/train-output.ipynb --cwd nbs $(ARGS)
+
+# all tests: every notebook through nbdev_test, plus the pytest integration tests in tests/
+test: $(STAMP)
+	python -m pytest
+
+readme:
+	jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN
+
+export:
+	nbdev_export
