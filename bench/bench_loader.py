@@ -3,9 +3,8 @@
 Usage: python bench/bench_loader.py [--n 10000] [--shards 10] [--size 64] [--batch 256] [--workers 2]
 
 Prints per-image throughput of decode and of the two preprocess paths (open_clip's eval transform and
-aced_lab.data.fast_preprocess), tar members/s of webdataset's tar reader and aced_lab's iter_tar, then
-samples/s through ImageTextLoader (after one warm-up epoch) with open_clip's transform, with fast_preprocess,
-and with fast_preprocess on webdataset's own tar reader (fast_tar=False).
+aced_lab.data.fast_preprocess), then samples/s through ImageTextLoader (webdataset's tar reader; after one
+warm-up epoch) with open_clip's transform and with fast_preprocess.
 The machine's load is printed too: on a shared machine other processes take cores from the loader.
 Target (DESIGN/SPEC): >= 2,000 samples/s of decoded 64 px images with 2 workers on 2 cores.
 """
@@ -15,7 +14,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 import open_clip
-from aced_lab.data import ImageTextLoader, fast_preprocess, iter_tar, expand_urls
+from aced_lab.data import ImageTextLoader, fast_preprocess
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white")
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
@@ -58,22 +57,9 @@ def per_image(spec, size, n=2000):
     return out
 
 
-def tar_rate(spec):
-    "Tar members/s read by webdataset's tarfile-based reader and by aced_lab's iter_tar (1 process)."
-    urls, out = expand_urls(spec)[:3], {}
-    t = time.perf_counter()
-    n = sum(1 for _ in wds.tariterators.tar_file_expander(wds.tariterators.url_opener([{"url": u} for u in urls])))
-    out["webdataset tar_file_expander"] = n / (time.perf_counter() - t)
-    t, n = time.perf_counter(), 0
-    for u in urls:
-        with open(u, "rb") as f: n += sum(1 for _ in iter_tar(f))
-    out["aced_lab iter_tar"] = n / (time.perf_counter() - t)
-    return out
-
-
-def loader_rate(spec, preprocess, tokenizer, batch, workers, size, epochs=1, fast_tar=True):
+def loader_rate(spec, preprocess, tokenizer, batch, workers, size, epochs=1):
     "Samples/s through ImageTextLoader over full epochs, after one warm-up epoch."
-    dl = ImageTextLoader(spec, preprocess, tokenizer, batch_size=batch, num_workers=workers, seed=0, fast_tar=fast_tar)
+    dl = ImageTextLoader(spec, preprocess, tokenizer, batch_size=batch, num_workers=workers, seed=0)
     sum(len(b["id"]) for b in dl.epoch(0))  # warm-up: page cache, imports in workers
     cpu = lambda: sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
                       for f in ("ru_utime", "ru_stime"))  # workers are reaped at each epoch's end
@@ -102,12 +88,10 @@ def main(argv=None):
         print(f"wrote {a.shards} shards ({mb:.0f} MiB) in {time.perf_counter() - t:.1f}s")
         print("per image, 1 process, 1 thread:")
         for k, v in per_image(spec, a.size).items(): print(f"  {k:26s} {v:8.0f} images/s")
-        for k, v in tar_rate(spec).items(): print(f"  {k:26s} {v:8.0f} tar members/s (3 per sample)")
         res = {}
         oc, fp = open_clip.image_transform(a.size, is_train=False), fast_preprocess(a.size)
-        for name, pre, fast_tar in [("open_clip transform", oc, True), ("fast_preprocess", fp, True),
-                                    ("fast_preprocess, wds tar", fp, False)]:
-            rate, n, per_cpu = loader_rate(spec, pre, tok, a.batch, a.workers, a.size, a.epochs, fast_tar)
+        for name, pre in [("open_clip transform", oc), ("fast_preprocess", fp)]:
+            rate, n, per_cpu = loader_rate(spec, pre, tok, a.batch, a.workers, a.size, a.epochs)
             res[name] = rate
             print(f"loader, {name:26s}: {rate:8.0f} samples/s ({n} samples, batch {a.batch}, {a.workers} workers; "
                   f"{per_cpu:.0f} samples per CPU-second, load average now {os.getloadavg()[0]:.1f})")

@@ -1,5 +1,5 @@
 "Tests of aced_lab.data on real shard and CSV files: bad data, stable ids, resume, CSV, DDP splitting."
-import io, json, os, tarfile, warnings
+import io, json, os, warnings
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from PIL import Image
 import open_clip
 
 from aced_lab.data import (ImageTextLoader, SkippedSamplesWarning, collate, count_samples, decode_sample,
-                           expand_urls, fast_preprocess, iter_tar, shard_stem)
+                           expand_urls, fast_preprocess, shard_stem)
 
 SIZE = 32
 PRE = open_clip.image_transform(SIZE, is_train=False)
@@ -283,22 +283,13 @@ def test_csv(tmp_path):
     assert epoch_ids(dl, 0) != epoch_ids(dl, 1) and sorted(epoch_ids(dl, 0)) == sorted(epoch_ids(dl, 1))
 
 
-# --- preprocess and tar reader ----------------------------------------------------------------------
+# --- preprocess ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(32, 32), (64, 64), (17, 17), (50, 32), (32, 71)])
 def test_fast_preprocess_matches_open_clip(shape):
     im = Image.fromarray(np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8))
     ref, got = open_clip.image_transform(32, is_train=False)(im), fast_preprocess(32)(im)
     assert got.shape == ref.shape == (3, 32, 32) and torch.allclose(ref, got, atol=1e-5)
-
-
-def test_iter_tar_matches_tarfile(data):
-    _, clean, _ = data
-    for u in expand_urls(clean):
-        with tarfile.open(u) as tf:
-            ref = [(m.name, tf.extractfile(m).read()) for m in tf if m.isreg()]
-        with open(u, "rb") as f:
-            assert list(iter_tar(f)) == ref
 
 
 # --- DDP: two gloo ranks ----------------------------------------------------------------------------
