@@ -17,7 +17,7 @@ $(STAMP): settings.ini setup.py
 # the main job: papermill runs nbs/train.ipynb on the embedded default; ARGS='-p steps 100' overrides parameters
 train: $(STAMP)
 	mkdir -p runs
-	papermill nbs/train.ipynb runs/train-output.ipynb --cwd nbs $(ARGS)
+	papermill nbs/train.ipynb runs/train-output.ipynb --cwd . $(ARGS)
 
 # all tests: every notebook through nbdev_test, plus the pytest integration tests in tests/
 test: $(STAMP)
