@@ -94,12 +94,14 @@ def test_aced_under_torchrun_selects_per_rank(tmp_path, data_root):
     cmd = [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_port", "29519", "-m", "aced_lab.cli", "train",
            *SMALL, "--steps", "6", "--batch_size", "16", "--filter_ratio", "0.5", "--n_chunks", "4",
            "--method", "aced", "--reference", str(ref), "--reference_model", "ACED-Tiny-32", "--selection_every", "3",
+           "--reference_cache", str(tmp_path / "refcache"),
            "--data_root", data_root, "--out_dir", str(run), "--threads", "1"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-4000:]
     rec = records(run)
     assert [r["step"] for r in rec] == list(range(1, 7))
-    assert all("kd_loss" in r and r["gflops_ref_score"] > 0 for r in rec)
+    assert all("kd_loss" in r and r["gflops_ref_score"] > 0 and r["ref_cache_hit"] == 0 for r in rec)  # a cold cache
+    assert len(list((tmp_path / "refcache").glob("*/part-r00[01]-*.npz"))) == 2  # each rank stored what it scored
     import numpy as np
     z = np.load(run / "selection" / "step-0000003.npz")
     assert len(z["id"]) == 32 and z["selected"].sum() == 16
