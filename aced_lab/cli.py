@@ -10,7 +10,7 @@ from .core import ConfigError, _closest
 
 # %% auto #0
 __all__ = ['COMMANDS', 'parse_value', 'config_parser', 'load_config_file', 'parse_config', 'cmd_train', 'cmd_data', 'cmd_eval',
-           'cmd_cache_reference', 'main']
+           'cmd_cache_reference', 'cmd_teacher', 'main']
 
 # %% ../nbs/11_cli.ipynb #f1bb4e77
 def parse_value(s: str):
@@ -57,7 +57,7 @@ def parse_config(cls, argv: list[str], prog: str) -> dict:
     d = vars(ns); file = d.pop("config", None)
     return {**(load_config_file(file) if file else {}), **d}
 
-# %% ../nbs/11_cli.ipynb #758583aa
+# %% ../nbs/11_cli.ipynb #556dc5ed
 def cmd_train(argv):
     from aced_lab.trainer import TrainConfig, train
     cfg = TrainConfig.from_dict(parse_config(TrainConfig, argv, "aced-lab train"))
@@ -97,7 +97,19 @@ def cmd_cache_reference(argv):
     cache = cache_reference(TrainConfig.from_dict({"method": "acid", **d}))
     print(f"{len(cache)} reference embeddings in {cache.dir}")
 
-COMMANDS = {"train": cmd_train, "data": cmd_data, "eval": cmd_eval, "cache-reference": cmd_cache_reference}
+def cmd_teacher(argv):
+    from aced_lab.trainer import TrainConfig
+    from aced_lab.teacher import embedded_teacher, teacher_info
+    p = argparse.ArgumentParser(prog="aced-lab teacher", allow_abbrev=False)
+    p.add_argument("--root", default=None, help="teachers folder (default: aced_lab's cache)")
+    p.add_argument("--force", action="store_true", help="retrain even if cached")
+    ns, rest = p.parse_known_args(argv)
+    w = embedded_teacher(root=ns.root, force=ns.force, **parse_config(TrainConfig, rest, "aced-lab teacher"))
+    ev = {r["metric"]: r["value"] for r in teacher_info(w)["eval"] or [] if r["task"] == "summary"}
+    print(f"{w}\n{teacher_info(w)['model']}: " + ", ".join(f"{k} {v:.3f}" for k, v in ev.items()))
+
+COMMANDS = {"train": cmd_train, "data": cmd_data, "eval": cmd_eval, "cache-reference": cmd_cache_reference,
+            "teacher": cmd_teacher}
 
 def main(argv: list[str] | None = None):
     "Entry point of the `aced-lab` console script."

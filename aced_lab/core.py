@@ -13,7 +13,7 @@ import torch
 
 # %% auto #0
 __all__ = ['set_seed', 'get_device', 'autocast', 'setup_backend', 'ConfigError', 'from_dict', 'check_choice', 'to_dict',
-           'atomic_write', 'atomic_write_json', 'cache_dir']
+           'atomic_write', 'atomic_write_json', 'cache_dir', 'dir_lock']
 
 # %% ../nbs/00_core.ipynb #8cd37205
 def set_seed(seed: int, # seed for `random`, numpy and torch (all devices)
@@ -84,7 +84,7 @@ def to_dict(cfg) -> dict:
     "A JSON-ready dict of a (possibly nested) dataclass."
     return json.loads(json.dumps(asdict(cfg), default=str))
 
-# %% ../nbs/00_core.ipynb #24428c77
+# %% ../nbs/00_core.ipynb #982bdded
 def atomic_write(path, # the file to (re)write
                  write: Callable, # called with a binary file object to fill
                 ) -> Path:
@@ -108,3 +108,16 @@ def cache_dir(*parts) -> Path:
     "aced_lab's cache folder (`$ACED_LAB_CACHE`, default `~/.cache/aced_lab`), joined with `parts`."
     root = Path(os.environ.get("ACED_LAB_CACHE", Path.home() / ".cache" / "aced_lab"))
     return root.joinpath(*map(str, parts))
+
+@contextlib.contextmanager
+def dir_lock(root, # folder to lock (created if missing)
+            ):
+    "Hold an exclusive lock on `root/.lock` (POSIX), so that concurrent processes (e.g. DDP ranks) make a thing once."
+    root = Path(root); root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a") as f:
+        try: import fcntl
+        except ImportError: fcntl = None  # no flock on Windows: callers must not race
+        if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield root
+        finally:
+            if fcntl: fcntl.flock(f, fcntl.LOCK_UN)
