@@ -85,7 +85,7 @@ def select_sample(scores: torch.Tensor, # (B,) per-example scores
     _check_scores(scores); _check_b(b, len(scores)); _check_temperature(temperature)
     return _gumbel_topk(_as_float(scores), b, temperature, generator)
 
-# %% ../nbs/06_acid.ipynb #aa894765
+# %% ../nbs/06_acid.ipynb #a76ecb74
 LOSSES = ("sigmoid", "softmax")
 
 def _check_logits(learner_logits, ref_logits, score):
@@ -129,9 +129,10 @@ def joint_scores(learner_logits: torch.Tensor | None, # (B,B) learner image-text
         A = example_scores(*[None if x is None else _sigmoid_pair_losses(x) for x in xs], score)  # (B,B)
         m = chosen.to(A.dtype)  # (B,)
         return A.diagonal() + A @ m + A.T @ m
-    return example_scores(*[None if x is None else _softmax_cond_loss(x, chosen) for x in xs], score)
+    cond = chosen if chosen.any() else torch.ones_like(chosen)  # empty S: condition on the whole super-batch
+    return example_scores(*[None if x is None else _softmax_cond_loss(x, cond) for x in xs], score)
 
-# %% ../nbs/06_acid.ipynb #71b20a47
+# %% ../nbs/06_acid.ipynb #065c9b34
 def _cond_init(x: torch.Tensor, loss: str) -> torch.Tensor:
     "Running state (2,B) for the empty chosen set: sums of pair terms (sigmoid) or row/col logsumexps (softmax)."
     return torch.zeros(2, len(x), dtype=x.dtype, device=x.device) if loss == "sigmoid" else \
@@ -145,10 +146,11 @@ def _cond_add(x: torch.Tensor, xt: torch.Tensor, state: torch.Tensor, idx: torch
     if loss == "sigmoid": return state + F.softplus(part).sum(1)  # negatives: -log σ(-x) = softplus(x)
     return torch.logaddexp(state, part.logsumexp(1))
 
-def _cond_loss(x: torch.Tensor, state: torch.Tensor, loss: str) -> torch.Tensor:
-    "Each candidate's conditional loss (B,) given the state."
+def _cond_loss(x: torch.Tensor, state: torch.Tensor, loss: str, first: bool = False) -> torch.Tensor:
+    "Each candidate's conditional loss (B,) given the state (softmax's first round: against the whole super-batch)."
     d = x.diagonal()  # (B,) positive-pair logits
     if loss == "sigmoid": return F.softplus(-d) + state.sum(0)
+    if first: return 0.5 * (x.logsumexp(1) + x.logsumexp(0)) - d
     return 0.5 * torch.logaddexp(state, d).sum(0) - d
 
 @contextlib.contextmanager
@@ -183,8 +185,8 @@ def select_joint(learner_logits: torch.Tensor | None, # (B,B) learner image-text
         xts = [None if x is None else x.T.contiguous() for x in xs]  # (B,B) each, for contiguous row gathers
         states = [None if x is None else _cond_init(x, loss) for x in xs]  # (2,B) each
         chosen, bad, out = torch.zeros(B, dtype=torch.bool, device=dev), torch.zeros((), dtype=torch.bool, device=dev), []
-        for c in _chunks(b, n_chunks):
-            losses = [None if x is None else _cond_loss(x, st, loss) for x, st in zip(xs, states)]  # (B,) each
+        for r, c in enumerate(_chunks(b, n_chunks)):
+            losses = [None if x is None else _cond_loss(x, st, loss, r == 0) for x, st in zip(xs, states)]  # (B,) each
             s = example_scores(*losses, score)  # (B,)
             bad |= ~torch.isfinite(s).all()  # checked once at the end: no host sync inside the loop
             idx = _gumbel_topk(s.masked_fill(chosen, -math.inf), c, temperature, generator)  # (c,) chosen: never again

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from aced_lab.core import ConfigError
+from aced_lab.losses import softmax_loss
 from aced_lab.acid import (LOSSES, METHODS, SCORES, example_scores, joint_scores, n_keep, select, select_joint,
                            select_sample, select_topk)
 
@@ -100,7 +101,8 @@ def brute_sigmoid(xl, xr, S, i):
 
 
 def brute_softmax(x, S, i):
-    T = sorted(S + [i]); sub = x[T][:, T]; k = T.index(i)
+    T = sorted(S + [i]) if S else list(range(len(x)))  # empty S: against the whole batch
+    sub = x[T][:, T]; k = T.index(i)
     return 0.5 * (F.cross_entropy(sub[k:k + 1], torch.tensor([k])) + F.cross_entropy(sub.T[k:k + 1], torch.tensor([k])))
 
 
@@ -171,9 +173,10 @@ def test_one_chunk_is_per_example_sampling():
     for seed in range(5):
         assert torch.equal(select_joint(xl, xr, 9, 1, "sigmoid", generator=seeded(seed)),
                            select_sample(self_terms, 9, generator=seeded(seed)))
-        # softmax: a one-example batch has loss 0, so the first (here only) round is uniform
+        # softmax: a one-example batch has loss 0, so the first round scores each pair against the whole super-batch
+        per_example = softmax_loss(xl, reduction="none") - softmax_loss(xr, reduction="none")
         assert torch.equal(select_joint(xl, xr, 9, 1, "softmax", generator=seeded(seed)),
-                           select_sample(torch.zeros(30), 9, generator=seeded(seed)))
+                           select_sample(per_example, 9, generator=seeded(seed)))
 
 
 def planted_logits(loss, seed=0, B=64):
