@@ -13,7 +13,7 @@ from .trainer import TrainConfig, train
 # %% auto #0
 __all__ = ['TEACHER_DEFAULTS', 'teacher_config', 'teacher_key', 'embedded_teacher', 'teacher_info']
 
-# %% ../nbs/12_teacher.ipynb #4aca998a
+# %% ../nbs/12_teacher.ipynb #5e3cacae
 TEACHER_DEFAULTS = dict(model="ACED-Small-32", steps=1200, batch_size=64, lr=2e-3, warmup=50, ckpt_every=200,
                         mismatch_frac=0.0, method="iid", tensorboard=False)
 _NOT_IN_KEY = ("out_dir", "resume", "device", "threads", "num_workers", "log_every", "ckpt_every", "keep_checkpoints",
@@ -26,8 +26,9 @@ def teacher_config(data: str = "shapes", # embedded dataset: "shapes" or "digits
     return TrainConfig.from_dict({**TEACHER_DEFAULTS, "data": data, **overrides})
 
 def teacher_key(cfg: TrainConfig) -> str:
-    "Folder name of a teacher: data, model and a hash of every field that changes what it learns."
-    d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_KEY}
+    "Folder name of a teacher: data, model and a hash of the fields that change what it learns and differ from defaults."
+    dflt = to_dict(TrainConfig())  # fields left at their defaults stay out, so a new TrainConfig field keeps old teachers
+    d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_KEY and (v != dflt[k] or k in TEACHER_DEFAULTS)}
     h = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{cfg.data}-{cfg.model}-{h}"
 
