@@ -28,14 +28,15 @@ from .models import fingerprint
 from .core import cache_dir
 
 # %% auto #0
-__all__ = ['METHODS', 'LOSSES', 'EMBEDDED', 'LOSS_KIND', 'TrainConfig', 'make_optimizer', 'lr_lambda', 'make_loss',
-           'ClipLossDict', 'SigLipLossDict', 'model_kwargs', 'init_distributed', 'Callback', 'ProgressBar',
+__all__ = ['METHODS', 'MODULE_POLICIES', 'LOSSES', 'EMBEDDED', 'LOSS_KIND', 'TrainConfig', 'make_optimizer', 'lr_lambda',
+           'make_loss', 'ClipLossDict', 'SigLipLossDict', 'model_kwargs', 'init_distributed', 'Callback', 'ProgressBar',
            'JsonlLogger', 'TensorBoardLogger', 'load_frozen', 'pair_gflops', 'reference_scalars', 'ACIDSelection',
            'KDLoss', 'open_reference_cache', 'NonFiniteLossError', 'corruption_stats', 'Trainer', 'train',
            'cache_reference', 'load_records']
 
-# %% ../nbs/08_trainer.ipynb #6a5e8f62
-METHODS = ("iid", "kd", "acid", "aced")
+# %% ../nbs/08_trainer.ipynb #38ac1ce7
+METHODS = ("iid", "kd", "acid", "aced", "optima")
+MODULE_POLICIES = ("optima", "ts", "uniform", "round_robin", "all", "none") # `aced_lab.optima.POLICIES`
 LOSSES = ("clip", "siglip")
 EMBEDDED = ("shapes", "digits") # datasets aced_lab generates itself
 
@@ -72,6 +73,16 @@ class TrainConfig:
     selection_every: int = 10 # write the whole super-batch's scores to selection/ every k steps (0: never)
     reference_cache: str | None = "auto" # reference embeddings cache: "auto" (in aced_lab's cache), a folder, or None (off)
     flops_budget: float | None = None # stop once training + scoring have spent this many GFLOPs
+    # module-wise distillation (method optima, or any method with module_policy)
+    module_policy: str | None = None # bandit choosing the distilled module: "optima", "ts", "uniform", "round_robin", "all", "none"; None: off (method optima: "optima")
+    module_image_groups: int = 2 # modules (arms) made of consecutive image-tower blocks
+    module_text_groups: int = 2 # modules made of consecutive text-tower blocks
+    module_heads: bool = True # the projection heads (final embeddings) as one more module
+    module_weight: float = 1.0 # weight of the module distillation loss
+    module_episode: int = 10 # K: training steps per bandit decision
+    module_window: int | None = None # bandit posterior from each arm's last W rewards (None: all)
+    module_discount: float | None = None # bandit discount γ per episode (None: the policy's default, 0.95 for optima)
+    module_probe_size: int = 64 # examples in the fixed probe batch that measures the reward
     # optimisation
     steps: int = 300 # optimizer steps
     batch_size: int = 64 # examples trained on per step (per process)
@@ -120,15 +131,49 @@ class TrainConfig:
         if not 0 <= self.mismatch_frac < 1: raise ConfigError(f"mismatch_frac must be in [0, 1), got {self.mismatch_frac!r}")
         if self.eval_suite != "auto": check_choice("eval_suite", self.eval_suite, tuple(SUITES))
         check_choice("selection", self.selection, SELECTORS); check_choice("score", self.score, SCORES)
-        if self.method != "iid" and self.reference is None and (self.method != "kd" or self.teacher is None):
+        if self.method != "iid" and self.reference is None and (self.method not in ("kd", "optima") or self.teacher is None):
             raise ConfigError(f"method={self.method!r} needs a reference/teacher model: pass reference=<weights file or "
                               "open_clip tag> (and reference_model=<architecture>)")
+        self._validate_modules()
         if not 0 <= self.filter_ratio < 1: raise ConfigError(f"filter_ratio must be in [0, 1), got {self.filter_ratio!r}")
         for k in ("n_chunks", "selection_every"):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 0: raise ConfigError(f"{k} must be a non-negative integer, got {getattr(self, k)!r}")
         if self.data not in EMBEDDED and self.eval_data is None and self.eval_suite != "auto":
             raise ConfigError("eval_suite needs eval_data when data is a shard spec or CSV file")
         return self
+
+    @property
+    def module_distill(self) -> str | None:
+        "The module-distillation policy this run uses (None: no module distillation)."
+        return self.module_policy or ("optima" if self.method == "optima" else None)
+
+    def _validate_modules(self):
+        if self.module_policy is not None: check_choice("module_policy", self.module_policy, MODULE_POLICIES)
+        for k in ("module_image_groups", "module_text_groups"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ConfigError(f"{k} must be a non-negative integer, got {v!r}")
+        for k in ("module_episode", "module_probe_size"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ConfigError(f"{k} must be a positive integer, got {v!r}")
+        if self.module_window is not None and (not isinstance(self.module_window, int) or self.module_window < 1):
+            raise ConfigError(f"module_window must be a positive integer or None, got {self.module_window!r}")
+        if self.module_discount is not None and not 0 < self.module_discount <= 1:
+            raise ConfigError(f"module_discount must be in (0, 1] or None, got {self.module_discount!r}")
+        if not (self.module_weight >= 0 and math.isfinite(self.module_weight)): raise ConfigError(f"module_weight must be >= 0, got {self.module_weight!r}")
+        if self.module_distill is None: return
+        if self.teacher is None and self.reference is None:
+            raise ConfigError(f"module distillation (module_policy={self.module_distill!r}) needs a teacher: pass teacher=<weights "
+                              "file or open_clip tag> (and teacher_model=<architecture>) or reference=<...>")
+        if self.module_distill == "ts" and (self.module_window is not None or self.module_discount is not None):
+            raise ConfigError("module_policy='ts' is stationary Thompson sampling and takes no module_window/module_discount; "
+                              "use module_policy='optima'")
+        if self.module_image_groups + self.module_text_groups == 0 and not self.module_heads:
+            raise ConfigError("module distillation needs at least one module: module_image_groups, module_text_groups or module_heads")
+        mc = open_clip.get_model_config(self.model) or {}
+        for k, cfg_key in (("module_image_groups", "vision_cfg"), ("module_text_groups", "text_cfg")):
+            n = (mc.get(cfg_key) or {}).get("layers")
+            if isinstance(n, int) and getattr(self, k) > n:
+                raise ConfigError(f"{k}={getattr(self, k)} but {self.model} has only {n} blocks in that tower")
 
 # %% ../nbs/08_trainer.ipynb #bb7f599e
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -321,7 +366,7 @@ def open_reference_cache(cfg: TrainConfig, reference: torch.nn.Module, rank: int
     root = cache_dir("reference") if cfg.reference_cache == "auto" else Path(cfg.reference_cache)
     return ReferenceCache(root, fingerprint(reference), rank=rank)
 
-# %% ../nbs/08_trainer.ipynb #e083a3cc
+# %% ../nbs/08_trainer.ipynb #751601ba
 class NonFiniteLossError(FloatingPointError):
     "The loss became NaN or infinite."
 
@@ -370,10 +415,12 @@ class Trainer:
                                       seed=cfg.seed)
         self.loss_fn = make_loss(cfg.loss, self.rank, self.world)
         self.opt = make_optimizer(self.raw_model, cfg)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg.warmup, cfg.steps))
         self.flops = inference_flops(self.raw_model)
         self.student_gflops = self.flops["image_gflops"] + self.flops["text_gflops"]
+        self.extra_params = []  # parameters that callbacks train alongside the student (added in `after_setup`)
         self.callbacks = sorted(self.callbacks + self.method_callbacks(), key=lambda c: c.order)
+        self.event("after_setup")  # callbacks may add parameter groups before the schedule and the checkpoint
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg.warmup, cfg.steps))
         random.seed(cfg.seed + self.rank); np.random.seed(cfg.seed + self.rank)  # per-rank streams (a resume restores them)
         if cfg.resume: self.load_checkpoint(self._resolve_resume(cfg.resume))
         self.model = self.raw_model
@@ -384,14 +431,23 @@ class Trainer:
                               "config": to_dict(cfg), "data": self.data_info, "params": count_params(self.raw_model), "gflops": self.flops})
 
     def method_callbacks(self) -> list:
-        "The callbacks that make `cfg.method` (selection and/or KD)."
-        cfg, cbs, ref = self.cfg, [], None
+        "The callbacks that make `cfg.method` (selection and/or KD) and module distillation (`cfg.module_distill`)."
+        cfg, cbs, ref, frozen = self.cfg, [], None, {}
+        def load(name, weights):  # each frozen model once, shared by the callbacks that use it
+            if (name, weights) not in frozen: frozen[name, weights] = load_frozen(name, weights, self.device)
+            return frozen[name, weights]
+        teacher = lambda: load(cfg.teacher_model or cfg.reference_model, cfg.teacher or cfg.reference)
         if cfg.method in ("acid", "aced"):
-            ref = load_frozen(cfg.reference_model, cfg.reference, self.device)
+            ref = load(cfg.reference_model, cfg.reference)
             cbs.append(ACIDSelection(ref, self.device, cfg.seed * 1000 + self.rank, open_reference_cache(cfg, ref, self.rank)))
         if cfg.method in ("kd", "aced"):
             if ref is not None and cfg.teacher is None: cbs.append(KDLoss(ref, reuse_reference=True))
-            else: cbs.append(KDLoss(load_frozen(cfg.teacher_model or cfg.reference_model, cfg.teacher or cfg.reference, self.device)))
+            else: cbs.append(KDLoss(teacher()))
+        if cfg.module_distill is not None:
+            from aced_lab.optima import ModuleDistill  # lazily: optima sits below the trainer
+            cbs.append(ModuleDistill(teacher(), cfg.module_distill, cfg.module_image_groups, cfg.module_text_groups,
+                                     cfg.module_heads, cfg.module_episode, cfg.module_weight, cfg.module_probe_size,
+                                     seed=cfg.seed, window=cfg.module_window, discount=cfg.module_discount))
         return cbs
 
     def _data(self) -> dict:
@@ -435,7 +491,8 @@ class Trainer:
             self._check_finite(loss)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip or float("inf"))
+            self.event("after_backward")
+            grad_norm = torch.nn.utils.clip_grad_norm_([*self.raw_model.parameters(), *self.extra_params], cfg.grad_clip or float("inf"))
             self.opt.step(); self.sched.step()
             with torch.no_grad(): self.raw_model.logit_scale.clamp_(0, math.log(100))  # as open_clip_train
             self.step += 1
