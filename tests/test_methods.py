@@ -1,0 +1,39 @@
+"The papermill entry point runs the selection/distillation methods, not only IID (the CLI and torchrun are in test_trainer)."
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).parent.parent
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    "A tiny teacher trained briefly on clean pairs through `aced-lab teacher` (cached in a temporary folder)."
+    d = tmp_path_factory.mktemp("teacher")
+    res = subprocess.run([str(BIN / "aced-lab"), "teacher", "--root", str(d / "teachers"), "--data_root", str(d / "data"),
+                          "--model", "ACED-Tiny-32", "--steps", "40", "--batch_size", "32", "--warmup", "5", "--n_train", "768",
+                          "--n_eval", "200", "--shard_size", "256", "--num_workers", "0", "--eval_max_samples", "200"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    path = Path(res.stdout.splitlines()[0])
+    assert path.name == "teacher.safetensors" and path.is_file()
+    assert "mean_zeroshot_top1" in res.stdout
+    return path
+
+
+@pytest.mark.parametrize("method", ["aced"])
+def test_train_notebook_runs_method(tmp_path, teacher, method):
+    cwd = tmp_path / "nbs"; cwd.mkdir()  # under IN_TEST the notebook writes to ../runs/_nbtest_train
+    env = {**os.environ, "IN_TEST": "1", "TMPDIR": str(tmp_path)}
+    res = subprocess.run([str(BIN / "papermill"), str(ROOT / "nbs" / "train.ipynb"), str(tmp_path / "out.ipynb"), "--cwd", str(cwd),
+                          "-p", "method", method, "-p", "reference", str(teacher), "-p", "reference_model", "ACED-Tiny-32",
+                          "-p", "reference_cache", str(tmp_path / "refcache"), "-p", "selection_every", "5"],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert res.returncode == 0, res.stderr[-4000:]
+    run = tmp_path / "runs" / "_nbtest_train"
+    cfg = json.loads((run / "config.json").read_text())["config"]
+    assert cfg["method"] == method and cfg["reference"] == str(teacher)
+    rec = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all("kd_loss" in r and r["gflops_learner_score"] > 0 for r in rec)  # selection scored, KD added
+    assert len(list((run / "selection").glob("step-*.npz"))) == len(rec) // 5
