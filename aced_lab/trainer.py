@@ -224,7 +224,7 @@ def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
     if not dist.is_initialized(): dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return rank, world, dev
 
-# %% ../nbs/08_trainer.ipynb #08ae686b
+# %% ../nbs/08_trainer.ipynb #91b55645
 class Callback:
     "Base class: override the events you need."
     order = 0 # callbacks run in increasing `order`
@@ -235,7 +235,7 @@ class ProgressBar(Callback):
     "A tqdm.auto bar with the loss and samples/s (notebook widget in Jupyter, text in a terminal or papermill log)."
     order = 90
     def before_fit(self, t):
-        self.bar = tqdm(total=t.cfg.steps, initial=t.step, disable=t.rank != 0, desc=f"train {t.cfg.method}",
+        self.bar = tqdm(total=t.cfg.steps, initial=t.step, disable=t.rank != 0, desc=t.desc,
                         dynamic_ncols=True, mininterval=1.0)
     def after_record(self, t):
         self.bar.update(1)
@@ -366,7 +366,7 @@ def open_reference_cache(cfg: TrainConfig, reference: torch.nn.Module, rank: int
     root = cache_dir("reference") if cfg.reference_cache == "auto" else Path(cfg.reference_cache)
     return ReferenceCache(root, fingerprint(reference), rank=rank)
 
-# %% ../nbs/08_trainer.ipynb #751601ba
+# %% ../nbs/08_trainer.ipynb #9ef1cbdc
 class NonFiniteLossError(FloatingPointError):
     "The loss became NaN or infinite."
 
@@ -385,10 +385,12 @@ def _subset(batch: dict, keep: torch.Tensor) -> dict:
 
 class Trainer:
     "Contrastive training of an open_clip student, extended through callbacks."
+    config_class = TrainConfig # the config dataclass a subclass trains from
     def __init__(self, cfg: TrainConfig, # the run's configuration
                  callbacks=(), # extra `Callback`s (progress, JSONL and TensorBoard loggers are always on)
                 ):
-        self.cfg = cfg.validate() if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
+        C = self.config_class
+        self.cfg = cfg.validate() if isinstance(cfg, C) else C.from_dict(cfg)
         self.callbacks = sorted([ProgressBar(), JsonlLogger(), TensorBoardLogger(), *callbacks], key=lambda c: c.order)
         self.step, self.eval_table, self.records, self.gflops_total = 0, None, [], 0.0
 
@@ -405,18 +407,8 @@ class Trainer:
         setup_backend(self.device, cfg.threads)
         set_seed(cfg.seed)  # same initial weights on every rank
         self.run_dir = Path(cfg.out_dir)
-        self.bundle = create(cfg.model, cfg.pretrained, device=self.device, **model_kwargs(cfg.loss))
-        self.raw_model = self.bundle.model
-        self.data_info = self._data()
-        selecting = cfg.method in ("acid", "aced")
-        self.super_batch = math.ceil(cfg.batch_size / (1 - cfg.filter_ratio)) if selecting else cfg.batch_size
-        self.loader = ImageTextLoader(self.data_info["train"], self.bundle.preprocess, self.bundle.tokenizer,
-                                      batch_size=self.super_batch, num_workers=cfg.num_workers, shuffle=True,
-                                      seed=cfg.seed)
-        self.loss_fn = make_loss(cfg.loss, self.rank, self.world)
+        self.build()
         self.opt = make_optimizer(self.raw_model, cfg)
-        self.flops = inference_flops(self.raw_model)
-        self.student_gflops = self.flops["image_gflops"] + self.flops["text_gflops"]
         self.extra_params = []  # parameters that callbacks train alongside the student (added in `after_setup`)
         self.callbacks = sorted(self.callbacks + self.method_callbacks(), key=lambda c: c.order)
         self.event("after_setup")  # callbacks may add parameter groups before the schedule and the checkpoint
@@ -428,7 +420,48 @@ class Trainer:
         if cfg.compile: self.model = torch.compile(self.model)
         if self.rank == 0:
             atomic_write_json(self.run_dir / "config.json", {"aced_lab_version": aced_lab.__version__, "world_size": self.world,
-                              "config": to_dict(cfg), "data": self.data_info, "params": count_params(self.raw_model), "gflops": self.flops})
+                              "config": to_dict(cfg), **self.run_info()})
+
+    # --- what a subclass replaces to train another model on another task ---------------------------------
+    def build(self):
+        "Make `bundle`, `raw_model` (what trains), `data_info`, `loader`, `loss_fn`, `flops` and `student_gflops` (per example)."
+        cfg = self.cfg
+        self.bundle = create(cfg.model, cfg.pretrained, device=self.device, **model_kwargs(cfg.loss))
+        self.raw_model, self.model_name = self.bundle.model, cfg.model
+        self.data_info = self._data()
+        selecting = cfg.method in ("acid", "aced")
+        self.super_batch = math.ceil(cfg.batch_size / (1 - cfg.filter_ratio)) if selecting else cfg.batch_size
+        self.loader = ImageTextLoader(self.data_info["train"], self.bundle.preprocess, self.bundle.tokenizer,
+                                      batch_size=self.super_batch, num_workers=cfg.num_workers, shuffle=True,
+                                      seed=cfg.seed)
+        self.loss_fn = make_loss(cfg.loss, self.rank, self.world)
+        self.flops = inference_flops(self.raw_model)
+        self.student_gflops = self.flops["image_gflops"] + self.flops["text_gflops"]
+
+    def run_info(self) -> dict:
+        "What `config.json` records besides the config: data, parameter counts, FLOPs."
+        return {"data": self.data_info, "params": count_params(self.raw_model), "gflops": self.flops}
+
+    @property
+    def desc(self) -> str: return f"train {self.cfg.method}"
+
+    def batch_to_device(self):
+        "Set `images` and `texts` (tensors with one row per example, on the device) from `batch`."
+        self.images = self.batch["image"].to(self.device, non_blocking=True)  # (B, 3, H, W)
+        self.texts = self.batch["text"].to(self.device, non_blocking=True)    # (B, L)
+
+    def compute_losses(self) -> dict:
+        "Forward the (selected) batch: set `out`, return the named `*_loss` terms."
+        self.out = self.model(self.images, self.texts)  # features (b, D), logit_scale
+        return self.loss_fn(self.out)                   # {"contrastive_loss": ...}
+
+    def after_optimizer_step(self):
+        "Constrain parameters after each optimizer step."
+        with torch.no_grad(): self.raw_model.logit_scale.clamp_(0, math.log(100))  # as open_clip_train
+
+    def step_stats(self) -> dict:
+        "Task-specific fields of a step's record."
+        return {"logit_scale": self.raw_model.logit_scale.exp().item(), **corruption_stats(self.batch["meta"])}
 
     def method_callbacks(self) -> list:
         "The callbacks that make `cfg.method` (selection and/or KD) and module distillation (`cfg.module_distill`)."
@@ -469,12 +502,12 @@ class Trainer:
         cfg, data = self.cfg, iter(self.loader)
         self.event("before_fit")
         self.model.train()
-        while self.step < cfg.steps and (cfg.flops_budget is None or self.gflops_total < cfg.flops_budget):
+        budget = getattr(cfg, "flops_budget", None)
+        while self.step < cfg.steps and (budget is None or self.gflops_total < budget):
             t0 = time.perf_counter()
             self.batch, self.keep = next(data), None                          # super-batch of B examples
             t_data = time.perf_counter() - t0
-            self.images = self.batch["image"].to(self.device, non_blocking=True)  # (B, 3, H, W)
-            self.texts = self.batch["text"].to(self.device, non_blocking=True)    # (B, L)
+            self.batch_to_device()                                            # images (B, 3, H, W), texts (B, L)
             self.step_gflops = {}
             self.event("before_batch"); self.event("score"); self.event("after_score"); self.event("select")
             if self.keep is not None:                                         # train on b of B
@@ -484,8 +517,7 @@ class Trainer:
             images, texts = self.images, self.texts                           # (b, 3, H, W), (b, L)
             self.step_gflops["train"] = 3 * self.student_gflops * len(images)  # forward + backward ≈ 3 forwards
             with autocast(self.device, cfg.precision):
-                self.out = self.model(images, texts)                          # features (b, D), logit_scale
-                self.losses = self.loss_fn(self.out)                          # {"contrastive_loss": ...}
+                self.losses = self.compute_losses()                           # {"contrastive_loss": ...}
                 self.event("after_loss")
                 loss = sum(self.losses.values())
             self._check_finite(loss)
@@ -494,16 +526,15 @@ class Trainer:
             self.event("after_backward")
             grad_norm = torch.nn.utils.clip_grad_norm_([*self.raw_model.parameters(), *self.extra_params], cfg.grad_clip or float("inf"))
             self.opt.step(); self.sched.step()
-            with torch.no_grad(): self.raw_model.logit_scale.clamp_(0, math.log(100))  # as open_clip_train
+            self.after_optimizer_step()
             self.step += 1
             self.gflops_total += sum(self.step_gflops.values()) * self.world
             dt = time.perf_counter() - t0
             self.record = {"step": self.step, "loss": loss.item(), **{k: v.item() for k, v in self.losses.items()},
-                           "lr": self.sched.get_last_lr()[0], "grad_norm": grad_norm.item(),
-                           "logit_scale": self.raw_model.logit_scale.exp().item(),
+                           "lr": self.sched.get_last_lr()[0], "grad_norm": grad_norm.item(), **self.step_stats(),
                            "samples_per_s": len(images) * self.world / dt, "step_time": dt, "data_time": t_data,
                            **{f"gflops_{k}": v * self.world for k, v in self.step_gflops.items()},
-                           "gflops_total": self.gflops_total, **corruption_stats(self.batch["meta"])}
+                           "gflops_total": self.gflops_total}
             self.event("after_step")
             self.records.append(self.record); self.event("after_record")
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps: self.evaluate()
@@ -547,7 +578,7 @@ class Trainer:
                         "numpy": [nps[0], torch.from_numpy(nps[1].astype(np.int64)), *nps[2:]],
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
                 "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")},
-                "config": to_dict(self.cfg), "model_name": self.cfg.model}
+                "config": to_dict(self.cfg), "model_name": self.model_name}
 
     def save_checkpoint(self):
         "Write `checkpoints/step-N.pt` then `latest.json` atomically (rank 0); prune old step files."
