@@ -10,7 +10,7 @@ from .core import ConfigError, _closest
 
 # %% auto #0
 __all__ = ['COMMANDS', 'parse_value', 'config_parser', 'load_config_file', 'parse_config', 'cmd_train', 'cmd_data', 'cmd_eval',
-           'cmd_cache_reference', 'cmd_teacher', 'main']
+           'cmd_cache_reference', 'cmd_teacher', 'cmd_lit_decoder', 'main']
 
 # %% ../nbs/11_cli.ipynb #f1bb4e77
 def parse_value(s: str):
@@ -57,7 +57,7 @@ def parse_config(cls, argv: list[str], prog: str) -> dict:
     d = vars(ns); file = d.pop("config", None)
     return {**(load_config_file(file) if file else {}), **d}
 
-# %% ../nbs/11_cli.ipynb #556dc5ed
+# %% ../nbs/11_cli.ipynb #342228c9
 def cmd_train(argv):
     from aced_lab.trainer import TrainConfig, train
     cfg = TrainConfig.from_dict(parse_config(TrainConfig, argv, "aced-lab train"))
@@ -108,8 +108,14 @@ def cmd_teacher(argv):
     ev = {r["metric"]: r["value"] for r in teacher_info(w)["eval"] or [] if r["task"] == "summary"}
     print(f"{w}\n{teacher_info(w)['model']}: " + ", ".join(f"{k} {v:.3f}" for k, v in ev.items()))
 
+def cmd_lit_decoder(argv):
+    from aced_lab.lit_decoder import LitConfig, lit_decoder
+    cfg = LitConfig.from_dict(parse_config(LitConfig, argv, "aced-lab lit-decoder"))
+    t = lit_decoder(cfg)
+    if t.rank == 0 and t.eval_table is not None: print(t.eval_table.to_string(index=False))
+
 COMMANDS = {"train": cmd_train, "data": cmd_data, "eval": cmd_eval, "cache-reference": cmd_cache_reference,
-            "teacher": cmd_teacher}
+            "teacher": cmd_teacher, "lit-decoder": cmd_lit_decoder}
 
 def main(argv: list[str] | None = None):
     "Entry point of the `aced-lab` console script."
