@@ -209,7 +209,7 @@ def encoder_tokens(enc: Encoder, # the frozen encoder
     _, tokens = enc.visual(images)
     return tokens
 
-# %% ../nbs/09_lit_decoder.ipynb #2db37243
+# %% ../nbs/09_lit_decoder.ipynb #09417804
 def data_digest(spec: str) -> str:
     "A hash of a shard spec/CSV's files (path, size, mtime); remote urls by name."
     parts = []
@@ -225,7 +225,7 @@ def read_split(spec: str, # shard spec or CSV
               ) -> dict: # {"id": [...], "image": (N, 3, H, W), "caption": [...], "meta": [...]}
     "All samples of a split, in file order, preprocessed, in memory."
     loader = ImageTextLoader(spec, preprocess, lambda caps: torch.zeros(len(caps), 1, dtype=torch.long), batch_size=256,
-                             num_workers=num_workers, shuffle=False, drop_last=False)
+                             num_workers=num_workers, shuffle=False, drop_last=False, nodesplitter=None)  # every rank: all
     out = {"id": [], "image": [], "caption": [], "meta": []}
     for b in loader.epoch(0):
         for k in out: out[k].extend(b[k]) if k != "image" else out[k].append(b[k])
@@ -340,7 +340,7 @@ def task_texts(captions, vqa_types=VQA_TYPES) -> list[str]:
                 "where is the", "what size", "one zero yes no"] + [f"{x}?" for vs in ATTRIBUTES.values() for x in vs]
     return out
 
-# %% ../nbs/09_lit_decoder.ipynb #c5e43ee8
+# %% ../nbs/09_lit_decoder.ipynb #1978f62e
 class LitDecoder(nn.Module):
     "Autoregressive text decoder cross-attending to frozen image tokens."
     def __init__(self, vocab: list[int], # `TextCodec.vocab` (kept in the checkpoint)
@@ -368,19 +368,21 @@ class LitDecoder(nn.Module):
         mask = nn.Transformer.generate_square_subsequent_mask(L, device=ids.device, dtype=x.dtype)
         return self.ln(self.blocks(x, mem, tgt_mask=mask, tgt_is_causal=True))
 
-    def forward(self, img, ids) -> torch.Tensor:
-        "Next-token logits (B, L, V)."
-        return self.head(self.hidden(img, ids))
+    def forward(self, img, ids, where: torch.Tensor | None = None) -> torch.Tensor:
+        "Next-token logits (B, L, V); with a (B, L) bool mask `where`, only those positions' (K, V)."
+        h = self.hidden(img, ids)
+        return self.head(h if where is None else h[where])
 
-# %% ../nbs/09_lit_decoder.ipynb #f5bb94f5
-def decoder_loss(dec: LitDecoder, img: torch.Tensor, ids: torch.Tensor, # (B, T, D), (B, L)
+# %% ../nbs/09_lit_decoder.ipynb #d97dd921
+def decoder_loss(dec: LitDecoder, # the decoder (or its DDP wrapper)
+                 img: torch.Tensor, ids: torch.Tensor, # (B, T, D), (B, L)
                  labels: torch.Tensor, # (B, L), -100 where there is no target
                  tasks: list[str], # task of each example
                 ) -> dict:
     "Teacher-forced next-token cross-entropy of the targets, as `{'<task>_loss': ...}`."
-    h = dec.hidden(img, ids)                                         # (B, L, W)
     sel = labels != -100                                             # (B, L)
-    ce = F.cross_entropy(dec.head(h[sel]).float(), labels[sel], reduction="none")  # (K,) target tokens only
+    ce = F.cross_entropy(dec(img, ids, sel).float(), labels[sel], reduction="none")  # (K,) target tokens only (a DDP
+                                                                     # wrapper's forward, so gradients are synchronised)
     row = sel.nonzero()[:, 0]                                        # (K,) example of each target token
     out = {}
     for task in TASKS:
@@ -501,7 +503,7 @@ class TaskBatches:
         return {"x": self.x[torch.from_numpy(idx)], "text": ids, "labels": labels, "task": tasks, "qtype": qtypes,
                 "id": [self.split["id"][i] for i in idx]}
 
-# %% ../nbs/09_lit_decoder.ipynb #5225d468
+# %% ../nbs/09_lit_decoder.ipynb #71a14cd1
 def resolve_data(cfg: LitConfig) -> dict:
     "Train/eval specs (embedded data generated on first use, clean: no mismatched captions)."
     if cfg.data in EMBEDDED:
@@ -533,7 +535,9 @@ class LitTrainer(Trainer):
         cfg = self.cfg
         self.encoder = load_encoder(cfg.encoder, cfg.encoder_weights, self.device, cfg.encoder_seed)
         self.model_name = self.encoder.name
-        self.data_info = resolve_data(cfg)
+        if self.rank == 0: self.data_info = resolve_data(cfg)  # embedded data: rank 0 writes it, the others wait
+        if self.world > 1: torch.distributed.barrier()
+        if self.rank != 0: self.data_info = resolve_data(cfg)
         kw = dict(device=self.device, num_workers=cfg.num_workers)
         self.train_split = split_tokens(self.encoder, self.data_info["train"], cfg.token_cache, **kw)
         self.eval_split = split_tokens(self.encoder, self.data_info["eval"], cfg.token_cache, max_samples=cfg.eval_max_samples, **kw)
@@ -613,8 +617,12 @@ class LitTrainer(Trainer):
         return out
 
     def evaluate(self, final: bool = False):
-        "Caption and answer the eval set; BLEU-4, CIDEr, VQA accuracy (per type) and the majority baseline."
-        if self.rank != 0: return None
+        "Caption and answer the eval set (rank 0); BLEU-4, CIDEr, VQA accuracy (per type) and the majority baseline."
+        if self.rank == 0: self._evaluate(final)
+        if self.world > 1: torch.distributed.barrier()
+        return self.eval_table
+
+    def _evaluate(self, final: bool):
         ex = self.eval_set
         preds = self.predict(ex)
         rows = []

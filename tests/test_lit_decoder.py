@@ -114,3 +114,18 @@ def test_bad_inputs(env, tmp_path):
     csv.write_text("filepath,caption\na.png,\n")
     with pytest.raises(ValueError, match="no usable samples"):
         lit_decoder({**TINY, "data": str(csv), "eval_data": str(csv), "tasks": "caption", "out_dir": str(tmp_path / "y")})
+
+
+def test_torchrun_two_cpu_processes(env):
+    "DDP with 2 CPU processes (gloo): ranks share the token cache, the decoder's gradients are averaged, rank 0 evaluates."
+    flags = [x for k, v in TINY.items() for x in (f"--{k}", str(v))]
+    run = env / "ddp"
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2", "--master_port", "29541", "-m", "aced_lab.cli",
+           "lit-decoder", *flags, "--data_root", str(env / "data"), "--token_cache", str(env / "ddp_tokens"), "--out_dir", str(run)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "ACED_LAB_CACHE": str(env / "cache"), "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert [r["step"] for r in load_records(run)] == list(range(1, 7))
+    assert "vqa/accuracy" in eval_summary(run)
+    entries = sorted(len(json.loads((d / "samples.json").read_text())["id"]) for d in (env / "ddp_tokens").iterdir())
+    assert entries == [10, 200]  # eval + train tokens, made once for both ranks, of the whole split (not one rank's share)
