@@ -308,20 +308,26 @@ class Throttle:
         "Note a redraw at `step` that took `cost` seconds."
         self.last_step, self.last_t = step, self.clock(); self.costs.append(cost)
 
-# %% ../nbs/10_dashboards.ipynb #ae38d54c
+# %% ../nbs/10_dashboards.ipynb #cb1b9de2
 KIND_COLOURS = {"clean": "#4c78a8", "mismatch": "#e45756", "near_duplicate": "#f58518", "attr_swap": "#b279a2", "unknown": "#9d9d9d"}
 ARM_COLOURS = plotly.colors.qualitative.Plotly
 
-def _fig(height: int, **layout) -> go.FigureWidget:
-    f = go.FigureWidget()
-    f.update_layout(height=height, margin=dict(l=50, r=20, t=40, b=40), template="plotly_white", **layout)
-    return f
-
-def _vline(step, n_cols: int) -> list[dict]:
-    "A dotted vertical line at `step` in each of `n_cols` subplots (the step the slider shows)."
+def _vline(step, axes) -> list[dict]:
+    "A dotted vertical line at `step` in each subplot whose axis number is in `axes` (the step the slider shows)."
     if step is None: return []
-    return [dict(type="line", x0=step, x1=step, xref=f"x{'' if c == 1 else c}", yref=f"y{'' if c == 1 else c} domain",
-                 y0=0, y1=1, line=dict(color="grey", dash="dot", width=1)) for c in range(1, n_cols + 1)]
+    return [dict(type="line", x0=step, x1=step, xref=f"x{a}", yref=f"y{a} domain", y0=0, y1=1,
+                 line=dict(color="grey", dash="dot", width=1)) for a in axes]
+
+class _Traces:
+    "One `FigureWidget` holding all of a dashboard's plots (plotly.js is sent to the browser once per figure widget), with its traces by key."
+    def __init__(self, fig: go.FigureWidget): self.fig, self.key = fig, {}
+    def add(self, key: str, kind: str = "scatter", row: int = 1, col: int = 1, **kw):
+        getattr(self.fig, f"add_{kind}")(row=row, col=col, **kw); self.key[key] = len(self.fig.data) - 1
+    def __getitem__(self, key: str): return self.fig.data[self.key[key]]
+    def __contains__(self, key: str): return key in self.key
+    def group(self, prefix: str) -> list:
+        "The traces whose key starts with `prefix`, in order."
+        return [self.fig.data[i] for k, i in self.key.items() if k.startswith(prefix)]
 
 class _Dashboard:
     "What both dashboards share: config, throttle, step counter, record slider, live hooks, HTML snapshots."
@@ -437,8 +443,8 @@ class _Dashboard:
         path = atomic_write(path, lambda f: f.write(page.encode("utf-8"))); os.chmod(path, 0o644)
         return path
 
-    def _figure_html(self, fig) -> str:
-        return go.Figure(fig).to_html(full_html=False, include_plotlyjs=False)
+    def _figure_html(self) -> str:
+        return go.Figure(self.fig).to_html(full_html=False, include_plotlyjs=False)
 
 class DashboardCallback(Callback):
     "Trainer plug-in that feeds dashboards from the trainer's events (rank 0 only); add it with `callbacks=[...]`."
@@ -464,7 +470,7 @@ class DashboardCallback(Callback):
         if t.rank == 0:
             for d in self.dashboards: d.finish(t)
 
-# %% ../nbs/10_dashboards.ipynb #3357f0c3
+# %% ../nbs/10_dashboards.ipynb #563984df
 class SelectionDashboard(_Dashboard):
     "Per-sample learnability of ACID's super-batches: live as a trainer callback, or replayed with `from_run`."
     kind = "selection"
@@ -477,27 +483,33 @@ class SelectionDashboard(_Dashboard):
         h = self.cfg.height
         self.filter = widgets.Dropdown(options=["all", "corrupted", *CORRUPTIONS], value="all", description="kind")
         self.filter.observe(lambda c: self.draw(), "value")
-        self.hist = _fig(h, title="score: selected vs rejected", barmode="stack", xaxis_title="score (learnability)",
-                         yaxis_title="examples", width=460)
-        self.hist.add_bar(name="selected", marker_color="#2ca02c"); self.hist.add_bar(name="rejected", marker_color="#bbbbbb")
-        self.scatter = _fig(h, title="learner vs reference loss", xaxis_title="learner loss", yaxis_title="reference loss",
-                            width=560, hovermode="closest")
-        self.scatter.add_scatter(x=[], y=[], mode="lines", line=dict(color="lightgrey", dash="dash"), name="equal loss",
-                                 hoverinfo="skip", showlegend=False)
-        self._scatter_traces = {}
-        self.time = go.FigureWidget(make_subplots(rows=1, cols=3, horizontal_spacing=0.07, subplot_titles=(
-            "corrupted fraction", "score quantiles", "mean loss")))
-        self.time.update_layout(height=h, margin=dict(l=50, r=20, t=40, b=40), template="plotly_white", legend=dict(orientation="h", y=-0.2))
-        for name, col, kw in [("trained on (every step)", 1, dict(mode="lines", line=dict(color="#2ca02c"))),
-                              ("selected", 1, dict(mode="markers", marker=dict(color="#2ca02c", size=7))),
-                              ("super-batch", 1, dict(mode="lines+markers", line=dict(color="#bbbbbb", dash="dash")))]:
-            self.time.add_scatter(x=[], y=[], name=name, row=1, col=col, **kw)
-        for q in QUANTILES:
-            self.time.add_scatter(x=[], y=[], name=f"q{int(q * 100):02d}", mode="lines", row=1, col=2,
-                                  line=dict(width=2 if q == 0.5 else 1, color="#4c78a8"), opacity=1 if q == 0.5 else 0.5)
-        for name, c, dash in [("learner (all)", "#e45756", "dash"), ("reference (all)", "#4c78a8", "dash"),
-                              ("learner (selected)", "#e45756", None), ("reference (selected)", "#4c78a8", None)]:
-            self.time.add_scatter(x=[], y=[], name=name, mode="lines+markers", row=1, col=3, line=dict(color=c, dash=dash))
+        # one figure: row 1 the record under the slider (histogram x/y, scatter x2/y2), row 2 the trends (x3..x5)
+        self.fig = go.FigureWidget(make_subplots(rows=2, cols=6, vertical_spacing=0.2, horizontal_spacing=0.1,
+            specs=[[{"colspan": 3}, None, None, {"colspan": 3}, None, None], [{"colspan": 2}, None, {"colspan": 2}, None, {"colspan": 2}, None]],
+            subplot_titles=("score: selected vs rejected", "learner vs reference loss", "corrupted fraction", "score quantiles", "mean loss")))
+        self.fig.update_layout(height=2 * h + 120, width=1000, margin=dict(l=50, r=20, t=40, b=40), template="plotly_white",
+                               barmode="stack", hovermode="closest", legend=dict(x=1.0, y=1.0, font=dict(size=10)),
+                               legend2=dict(orientation="h", x=0, y=-0.1, yanchor="top", font=dict(size=10)),
+                               legend3=dict(x=0.3, y=1.0, bgcolor="rgba(255,255,255,0.6)"))
+        self.fig.update_xaxes(title_text="score (learnability)", row=1, col=1); self.fig.update_yaxes(title_text="examples", row=1, col=1)
+        self.fig.update_xaxes(title_text="learner loss", row=1, col=4); self.fig.update_yaxes(title_text="reference loss", row=1, col=4)
+        for c in (1, 3, 5): self.fig.update_xaxes(title_text="step", row=2, col=c)
+        self.tr = _Traces(self.fig)
+        self.tr.add("hist/selected", "bar", 1, 1, name="selected", marker_color="#2ca02c", legend="legend3")
+        self.tr.add("hist/rejected", "bar", 1, 1, name="rejected", marker_color="#bbbbbb", legend="legend3")
+        self.tr.add("scatter:diagonal", "scatter", 1, 4, x=[], y=[], mode="lines", line=dict(color="lightgrey", dash="dash"),
+                    name="equal loss", hoverinfo="skip", showlegend=False)
+        for key, name, col, kw in [("corrupt/trained", "trained on (every step)", 1, dict(mode="lines", line=dict(color="#2ca02c"))),
+                                   ("corrupt/selected", "selected (recorded steps)", 1, dict(mode="markers", marker=dict(color="#2ca02c", size=7))),
+                                   ("corrupt/pool", "super-batch", 1, dict(mode="lines+markers", line=dict(color="#bbbbbb", dash="dash")))]:
+            self.tr.add(f"time/{key}", "scatter", 2, col, x=[], y=[], name=name, legend="legend2", **kw)
+        for j, q in enumerate(QUANTILES):
+            self.tr.add(f"time/q{j}", "scatter", 2, 3, x=[], y=[], name=f"score q{int(q * 100):02d}", mode="lines", legend="legend2",
+                        line=dict(width=2 if q == 0.5 else 1, color="#4c78a8"), opacity=1 if q == 0.5 else 0.45)
+        for key, name, c, dash in [("learner_all", "learner (all)", "#e45756", "dash"), ("ref_all", "reference (all)", "#4c78a8", "dash"),
+                                   ("learner_selected", "learner (selected)", "#e45756", None), ("ref_selected", "reference (selected)", "#4c78a8", None)]:
+            self.tr.add(f"time/{key}", "scatter", 2, 5, x=[], y=[], name=name, mode="lines+markers", legend="legend2",
+                        line=dict(color=c, dash=dash))
         self.gallery = widgets.HTML()
 
     # --- feeding ---------------------------------------------------------------------------------------------
@@ -550,43 +562,34 @@ class SelectionDashboard(_Dashboard):
         self.step_label.value = f"step <b>{rec['step']}</b>" if rec else "no selection record yet"
         if rec is not None and "caption" not in rec and self.examples is not None:  # replay: captions from the shards
             rec["caption"] = np.array([self.examples.caption(x) or "" for x in rec["id"]])
-        with self.hist.batch_update():
-            if rec is None: self.hist.data[0].x = self.hist.data[1].x = []
-            else:
-                h = score_histogram(rec, self.cfg.bins, kind)
-                for tr, k in zip(self.hist.data, ("selected", "rejected")): tr.x, tr.y, tr.width = h["centers"], h[k], h["width"]
-        self._draw_scatter(rec, kind)
-        self._draw_time(rec, kind)
-        self.gallery.value = self._gallery_html(rec, kind) if rec is not None else ""
-
-    def _draw_scatter(self, rec, kind):
         groups = loss_scatter(rec, kind, self.kinds) if rec is not None else []
         for g in groups:  # one trace per (kind, selected), made on first sight
-            if g["name"] not in self._scatter_traces:
-                self.scatter.add_scatter(x=[], y=[], mode="markers", name=g["name"], legendgroup=g["kind"], hoverinfo="text",
-                                         marker=dict(color=KIND_COLOURS.get(g["kind"], "#9d9d9d"), size=7 if g["selected"] else 6,
-                                                     symbol="circle" if g["selected"] else "circle-open", opacity=0.9 if g["selected"] else 0.6))
-                self._scatter_traces[g["name"]] = len(self.scatter.data) - 1
-        with self.scatter.batch_update():
-            for g in groups:
-                tr = self.scatter.data[self._scatter_traces[g["name"]]]
-                tr.x, tr.y, tr.hovertext, tr.visible = g["x"], g["y"], g["text"], True if len(g["x"]) else "legendonly"
-            if rec is not None:
-                lo = float(min(rec["learner_loss"].min(), rec["ref_loss"].min())); hi = float(max(rec["learner_loss"].max(), rec["ref_loss"].max()))
-                self.scatter.data[0].x = self.scatter.data[0].y = [lo, hi]
-
-    def _draw_time(self, rec, kind):
+            if f"scatter/{g['name']}" not in self.tr:
+                self.tr.add(f"scatter/{g['name']}", "scatter", 1, 4, x=[], y=[], mode="markers", name=g["name"], legendgroup=g["kind"],
+                            hoverinfo="text", marker=dict(color=KIND_COLOURS.get(g["kind"], "#9d9d9d"), size=7 if g["selected"] else 6,
+                                                          symbol="circle" if g["selected"] else "circle-open", opacity=0.9 if g["selected"] else 0.6))
         ot = selection_over_time(self.records, kind) if self.records else None
         tt = trained_over_time(self.metrics)
-        d = self.time.data
-        with self.time.batch_update():
-            d[0].x, d[0].y = tt["step"], tt["corrupt"]
+        tr = self.tr
+        with self.fig.batch_update():
+            if rec is None: tr["hist/selected"].x = tr["hist/rejected"].x = []
+            else:
+                h = score_histogram(rec, self.cfg.bins, kind)
+                for k in ("selected", "rejected"): tr[f"hist/{k}"].x, tr[f"hist/{k}"].y, tr[f"hist/{k}"].width = h["centers"], h[k], h["width"]
+            for g in groups:
+                t = tr[f"scatter/{g['name']}"]
+                t.x, t.y, t.hovertext, t.visible = g["x"], g["y"], g["text"], True if len(g["x"]) else "legendonly"
+            if rec is not None:
+                lo = float(min(rec["learner_loss"].min(), rec["ref_loss"].min())); hi = float(max(rec["learner_loss"].max(), rec["ref_loss"].max()))
+                tr["scatter:diagonal"].x = tr["scatter:diagonal"].y = [lo, hi]
+            tr["time/corrupt/trained"].x, tr["time/corrupt/trained"].y = tt["step"], tt["corrupt"]
             if ot is not None:
-                d[1].x, d[1].y = ot["step"], ot["corrupt_selected"]; d[2].x, d[2].y = ot["step"], ot["corrupt_pool"]
-                for j in range(len(QUANTILES)): d[3 + j].x, d[3 + j].y = ot["step"], ot["score_q"][j]
-                for j, k in enumerate(("learner_all", "ref_all", "learner_selected", "ref_selected")):
-                    d[3 + len(QUANTILES) + j].x, d[3 + len(QUANTILES) + j].y = ot["step"], ot[k]
-            self.time.layout.shapes = _vline(rec["step"] if rec else None, 3)
+                tr["time/corrupt/selected"].x, tr["time/corrupt/selected"].y = ot["step"], ot["corrupt_selected"]
+                tr["time/corrupt/pool"].x, tr["time/corrupt/pool"].y = ot["step"], ot["corrupt_pool"]
+                for j in range(len(QUANTILES)): tr[f"time/q{j}"].x, tr[f"time/q{j}"].y = ot["step"], ot["score_q"][j]
+                for k in ("learner_all", "ref_all", "learner_selected", "ref_selected"): tr[f"time/{k}"].x, tr[f"time/{k}"].y = ot["step"], ot[k]
+            self.fig.layout.shapes = _vline(rec["step"] if rec else None, (3, 4, 5))
+        self.gallery.value = self._gallery_html(rec, kind) if rec is not None else ""
 
     def gallery_rows(self, rec: dict, kind: str = "all") -> dict:
         "The gallery's rows, top and bottom: id, caption, scores, kind, selected and (when the shards are local) a thumbnail."
@@ -609,7 +612,8 @@ class SelectionDashboard(_Dashboard):
             img = (f"<img src='{r['thumbnail']}' width='{self.cfg.thumb}' height='{self.cfg.thumb}' style='image-rendering:pixelated'>"
                    if r["thumbnail"] else f"<div style='width:{self.cfg.thumb}px;height:{self.cfg.thumb}px;background:#eee'></div>")
             col = KIND_COLOURS.get(r["corruption"], "#9d9d9d")
-            return (f"<div class='aced-card' style='display:inline-block;vertical-align:top;width:150px;margin:4px;font-size:11px'>{img}"
+            return (f"<div class='aced-card' style='display:inline-block;vertical-align:top;width:150px;margin:4px;font-size:11px;"
+                    f"line-height:1.3'>{img}"
                     f"<div>{_html.escape(r['caption'] or r['id'])}</div>"
                     f"<div>score <b>{r['score']:.2f}</b> (L {r['learner_loss']:.2f} / R {r['ref_loss']:.2f})</div>"
                     f"<div><span style='color:{col}'>■ {r['corruption']}</span> · {'selected' if r['selected'] else 'rejected'}</div></div>")
@@ -619,17 +623,15 @@ class SelectionDashboard(_Dashboard):
                 f"{part(f'bottom {self.cfg.top_k} by score', rows['bottom'])}</div>")
 
     def _layout(self):
-        return widgets.VBox([self.status, widgets.HBox([self.play, self.slider, self.step_label, self.filter]),
-                             widgets.HBox([self.hist, self.scatter]), self.time, self.gallery])
+        return widgets.VBox([self.status, widgets.HBox([self.play, self.slider, self.step_label, self.filter]), self.fig, self.gallery])
 
     def _html_parts(self) -> list[str]:
         i = self.index
         head = (f"<p>record {i + 1} of {self.n_records}: step {self.records[i]['step']} · filter {self.filter.value}</p>"
                 if i is not None else "<p>no selection record</p>")
-        return [head, "<div style='display:flex'>", self._figure_html(self.hist), self._figure_html(self.scatter), "</div>",
-                self._figure_html(self.time), self.gallery.value]
+        return [head, self._figure_html(), self.gallery.value]
 
-# %% ../nbs/10_dashboards.ipynb #71a533d6
+# %% ../nbs/10_dashboards.ipynb #89e9e8e5
 class BanditDashboard(_Dashboard):
     "OPTIMA's beliefs about the modules: live as a trainer callback, or replayed with `from_run`."
     kind = "bandit"
@@ -639,11 +641,13 @@ class BanditDashboard(_Dashboard):
         self.records, self.known = [], {}
         super().__init__(cfg, title)
         h = self.cfg.height
-        self.posterior = _fig(h, title="posteriors", xaxis_title="mean reward (standardised)",
-                              yaxis_title="posterior density", width=560)
-        self.time = go.FigureWidget(make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
-                                                  subplot_titles=("pulls", "reward", "P(best)")))
-        self.time.update_layout(height=h, margin=dict(l=50, r=20, t=40, b=40), template="plotly_white", legend=dict(orientation="h", y=-0.2))
+        # one figure: row 1 the posteriors at the record under the slider (x/y), row 2 pulls, rewards, P(best) (x2..x4)
+        self.fig = go.FigureWidget(make_subplots(rows=2, cols=3, vertical_spacing=0.16, horizontal_spacing=0.07,
+            specs=[[{"colspan": 3}, None, None], [{}, {}, {}]], subplot_titles=("posteriors", "pulls", "reward", "P(best)")))
+        self.fig.update_layout(height=2 * h + 60, width=1000, margin=dict(l=50, r=20, t=40, b=40), template="plotly_white")
+        self.fig.update_xaxes(title_text="mean reward (standardised)", row=1, col=1); self.fig.update_yaxes(title_text="posterior density", row=1, col=1)
+        for c in (1, 2, 3): self.fig.update_xaxes(title_text="step", row=2, col=c)
+        self.tr = _Traces(self.fig)
         self.table = widgets.HTML()
         self._arms = None
 
@@ -676,40 +680,40 @@ class BanditDashboard(_Dashboard):
             self.records = [r for r in load_bandit(t.run_dir) if r["step"] <= t.step]
 
     def _ensure_traces(self, arms):
-        if self._arms == arms: return
+        "One set of traces per arm (made once the arms are known), plus the rewards of the all/none pseudo-arms."
+        if self._arms is not None: return
         self._arms = arms
-        with self.posterior.batch_update(), self.time.batch_update():
-            self.posterior.data, self.time.data = (), ()
-            for j, a in enumerate(arms):
-                c = ARM_COLOURS[j % len(ARM_COLOURS)]
-                self.posterior.add_scatter(x=[], y=[], name=a, mode="lines", line=dict(color=c), fill="tozeroy", opacity=0.5)
-                self.time.add_scatter(x=[], y=[], name=a, legendgroup=a, mode="lines+markers", line=dict(color=c, shape="hv"), row=1, col=1)
-                self.time.add_scatter(x=[], y=[], name=a, legendgroup=a, mode="markers", marker=dict(color=c, size=8), showlegend=False, row=1, col=2)
-                self.time.add_scatter(x=[], y=[], name=a, legendgroup=a, mode="lines+markers", line=dict(color=c), showlegend=False, row=1, col=3)
-            for a, c in (("all", "black"), ("none", "grey")):  # the baselines' pseudo-arms
-                self.time.add_scatter(x=[], y=[], name=a, mode="markers", marker=dict(color=c, size=8, symbol="diamond"), row=1, col=2)
+        for j, a in enumerate(arms):
+            c = ARM_COLOURS[j % len(ARM_COLOURS)]
+            self.tr.add(f"posterior/{j}", "scatter", 1, 1, x=[], y=[], name=a, legendgroup=a, mode="lines", line=dict(color=c),
+                        fill="tozeroy", opacity=0.5)
+            self.tr.add(f"pulls/{j}", "scatter", 2, 1, x=[], y=[], name=a, legendgroup=a, mode="lines+markers", showlegend=False,
+                        line=dict(color=c, shape="hv"))
+            self.tr.add(f"reward/{a}", "scatter", 2, 2, x=[], y=[], name=a, legendgroup=a, mode="markers", marker=dict(color=c, size=8),
+                        showlegend=False)
+            self.tr.add(f"p_best/{j}", "scatter", 2, 3, x=[], y=[], name=a, legendgroup=a, mode="lines+markers", line=dict(color=c),
+                        showlegend=False)
+        for a, c in (("all", "black"), ("none", "grey")):  # the baselines' pseudo-arms
+            self.tr.add(f"reward/{a}", "scatter", 2, 2, x=[], y=[], name=a, mode="markers", marker=dict(color=c, size=8, symbol="diamond"))
 
     def _draw(self, i):
         if i is None:
             self.step_label.value = "no bandit record yet"; self.table.value = ""; return
         rec, arms = self.records[i], list(self.records[0]["arms"])
         self._ensure_traces(arms)
-        pc, bt = posterior_curves(rec), bandit_over_time(self.records)
+        pc, bt, tr = posterior_curves(rec), bandit_over_time(self.records), self.tr
         self.step_label.value = (f"step <b>{rec['step']}</b> · pulled <b>{_html.escape(rec['arm_name'])}</b>"
                                  f" (reward {rec['reward']:+.2f})" + (f" · next {_html.escape(arms[rec['next_arm']])}"
                                  if isinstance(rec.get("next_arm"), int) and 0 <= rec["next_arm"] < len(arms) else ""))
-        with self.posterior.batch_update():
-            for j, tr in enumerate(self.posterior.data): tr.x, tr.y = pc["x"], pc["density"][j]
-            self.posterior.layout.title.text = f"posteriors at step {rec['step']}"
-        n = len(arms)
-        with self.time.batch_update():
+        with self.fig.batch_update():
             for j, a in enumerate(arms):
-                self.time.data[3 * j].x, self.time.data[3 * j].y = bt["step"], bt["pulls"][:, j]
-                s, r = bt["by_arm"].get(a, ([], [])); self.time.data[3 * j + 1].x, self.time.data[3 * j + 1].y = s, r
-                self.time.data[3 * j + 2].x, self.time.data[3 * j + 2].y = bt["step"], bt["p_best"][:, j]
-            for k, a in enumerate(("all", "none")):
-                s, r = bt["by_arm"].get(a, ([], [])); self.time.data[3 * n + k].x, self.time.data[3 * n + k].y = s, r
-            self.time.layout.shapes = _vline(rec["step"], 3)
+                tr[f"posterior/{j}"].x, tr[f"posterior/{j}"].y = pc["x"], pc["density"][j]
+                tr[f"pulls/{j}"].x, tr[f"pulls/{j}"].y = bt["step"], bt["pulls"][:, j]
+                tr[f"p_best/{j}"].x, tr[f"p_best/{j}"].y = bt["step"], bt["p_best"][:, j]
+            for a in [*arms, "all", "none"]:
+                tr[f"reward/{a}"].x, tr[f"reward/{a}"].y = bt["by_arm"].get(a, ([], []))
+            self.fig.layout.annotations[0].text = f"posteriors at step {rec['step']} ({_html.escape(str(rec.get('policy', '')))})"
+            self.fig.layout.shapes = _vline(rec["step"], (2, 3, 4))
         self.table.value = self._table_html(arm_modules(self.records[: i + 1], self.known))
 
     def _table_html(self, mods) -> str:
@@ -721,9 +725,7 @@ class BanditDashboard(_Dashboard):
                 f"<th>tower</th><th>student blocks</th><th>teacher blocks</th><th>pulls</th><th>P(best)</th></tr>{rows}</table>")
 
     def _layout(self):
-        return widgets.VBox([self.status, widgets.HBox([self.play, self.slider, self.step_label]),
-                             widgets.HBox([self.posterior, self.table]), self.time])
+        return widgets.VBox([self.status, widgets.HBox([self.play, self.slider, self.step_label]), self.fig, self.table])
 
     def _html_parts(self) -> list[str]:
-        return [f"<p>{self.step_label.value}</p>", "<div style='display:flex;align-items:flex-start'>", self._figure_html(self.posterior),
-                self.table.value, "</div>", self._figure_html(self.time)]
+        return [f"<p>{self.step_label.value}</p>", self._figure_html(), self.table.value]

@@ -60,18 +60,18 @@ def test_view_models_on_run_files(run):
 def test_replay_and_snapshot(run, tmp_path):
     sd = D.SelectionDashboard.from_run(run)
     assert sd.index == 2 and "step 30 / 30" in sd.status.value
-    assert sum(len(t.x) for t in sd.scatter.data[1:]) == 40 and list(sd.time.data[0].x) == list(range(1, 31))
-    caps = [t for tr in sd.scatter.data[1:] for t in (tr.hovertext or ())]
+    assert sum(len(t.x) for t in sd.tr.group("scatter/")) == 40 and list(sd.tr["time/corrupt/trained"].x) == list(range(1, 31))
+    caps = [t for tr in sd.tr.group("scatter/") for t in (tr.hovertext or ())]
     assert len(caps) == 40 and all(re.match(r"\w", c) for c in caps)  # hover texts start with the caption
     assert sd.gallery.value.count("<img") == 2 * sd.cfg.top_k
     sd.slider.value = 0; assert "step <b>10</b>" in sd.step_label.value
     sd.filter.value = "mismatch"
-    assert {tr.name.split(" · ")[0] for tr in sd.scatter.data[1:] if len(tr.x)} == {"mismatch"}
+    assert {tr.name.split(" · ")[0] for tr in sd.tr.group("scatter/") if len(tr.x)} == {"mismatch"}
     page = sd.save_html(tmp_path / "s.html").read_text()
-    assert "Plotly.newPlot" in page and page.count("Plotly.newPlot") == 3
+    assert page.count("Plotly.newPlot") == 1  # one figure holds every plot
     assert not re.search(r"<script[^>]+src=", page)  # self-contained: no script is fetched
     bd = D.BanditDashboard.from_run(run)
-    assert len(bd.posterior.data) == 3 and "pulled <b>heads</b>" in bd.step_label.value
+    assert len(bd.tr.group("posterior/")) == 3 and "pulled <b>heads</b>" in bd.step_label.value
     out = bd.save_html(); assert out == run / "dashboards" / "bandit.html" and out.stat().st_size > 1e6
 
 def test_clear_errors(tmp_path):
