@@ -161,7 +161,7 @@ def fast_preprocess(image_size: int, # output side S
     "A lean PIL -> tensor preprocess that matches `open_clip.image_transform(S, is_train=False)`."
     return FastPreprocess(image_size, mean, std)
 
-# %% ../nbs/01_data.ipynb #7c811d4e
+# %% ../nbs/01_data.ipynb #bdc4699d
 def _mix(*parts) -> int:
     "A 64-bit seed from any parts (stable across processes, unlike `hash`)."
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little")
@@ -220,6 +220,10 @@ class _CsvFields:
     def __call__(self, r: dict):
         i = r["row"]; return f"{self.stem}/{i:08d}", self.paths[i], self.captions[i], self.metas[i]
 
+class _PinTensors(dict):
+    "A batch that the DataLoader pins tensor by tensor: its default pinning walks every caption and meta field in Python."
+    def pin_memory(self, device=None): return _PinTensors({k: v.pin_memory() if torch.is_tensor(v) else v for k, v in self.items()})
+
 class _Batcher:
     "Worker stage: raw samples -> records (batches, skip counts, progress, final tail)."
     def __init__(self, fields, preprocess, tokenizer, batch_size, errors, resume=None):
@@ -227,7 +231,8 @@ class _Batcher:
         self.errors, self.resume = errors, resume or {}  # resume: {worker: (batches already consumed, raw samples they used)}
     def _record(self, kind, worker, raw, counts, examples, **kw):
         ec, ee = self.errors.take(); counts.update(ec)
-        return {"_kind": kind, "_worker": worker, "_raw": raw, "skipped": dict(counts), "examples": {**ee, **examples}, **kw}
+        return {"_kind": kind, "_worker": worker, "_raw": raw, "skipped": dict(counts), "examples": {**ee, **examples},
+                **{k: None if v is None else _PinTensors(v) for k, v in kw.items()}}
     def __call__(self, src):
         _, _, worker, _ = wds.utils.pytorch_worker_info()
         n_done, raw_done = self.resume.get(worker, (0, 0))

@@ -23,10 +23,12 @@ p.add_argument("--model", default="ACED-Tiny-32"); p.add_argument("--reference_m
 p.add_argument("--rounds", type=int, default=2); p.add_argument("--num_workers", type=int, default=2)
 a = p.parse_args()
 
+from aced_lab.core import get_device, autocast
 from aced_lab.models import create, save_weights
 from aced_lab.trainer import train, cache_reference, load_records
 import math
 tmp = Path(tempfile.mkdtemp(prefix="bench_acid_"))
+dev = get_device()  # the trainer's device="auto"
 B = math.ceil(a.b / (1 - a.filter_ratio))
 n = B * (a.steps + 2)
 ref = save_weights(create(a.reference_model).model, tmp / "ref.safetensors")
@@ -44,11 +46,15 @@ def step_times(method, i):
 
 @torch.no_grad()
 def learner_forward_B():
-    m = create(a.model).model.eval()
-    x, y = torch.randn(B, 3, 32, 32), torch.randint(0, 49408, (B, m.context_length))
+    "The learner's forward on B examples, where and how the trainer runs it (device, autocast)."
+    m = create(a.model, device=dev).model.eval()
+    x, y = torch.randn(B, 3, 32, 32, device=dev), torch.randint(0, 49408, (B, m.context_length), device=dev)
     ts = []
     for _ in range(a.steps):
-        t0 = time.perf_counter(); m(x, y); ts.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with autocast(dev): m(x, y)
+        if dev.type == "cuda": torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
     return statistics.median(ts[a.skip:])
 
 iid, fwd, acid, sel, iid_c, acid_c = [], [], [], [], [], []
