@@ -129,3 +129,20 @@ def test_torchrun_two_cpu_processes(env):
     assert "vqa/accuracy" in eval_summary(run)
     entries = sorted(len(json.loads((d / "samples.json").read_text())["id"]) for d in (env / "ddp_tokens").iterdir())
     assert entries == [10, 200]  # eval + train tokens, made once for both ranks, of the whole split (not one rank's share)
+
+
+def test_captioning_on_digits_and_on_a_csv(env, tmp_path):
+    "Captioning-only runs on the digits data (references from its templates) and on a plain CSV of image-caption pairs."
+    t = lit_decoder({**TINY, "data": "digits", "tasks": "caption", "data_root": str(env / "digits"), "out_dir": str(tmp_path / "dg")})
+    s = eval_summary(tmp_path / "dg")
+    assert set(s) == {"caption/bleu4", "caption/cider"}
+    assert len(t.train_split["id"]) == 1438 and t.eval_set[0]["refs"][0].startswith("a handwritten digit")
+    from PIL import Image
+    rows = ["filepath,caption"]
+    for i, (c, name) in enumerate([((255, 0, 0), "red"), ((0, 0, 255), "blue")] * 4):
+        Image.new("RGB", (32, 32), c).save(tmp_path / f"{i}.png"); rows.append(f"{i}.png,a {name} square")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    lit_decoder({**TINY, "data": str(tmp_path / "d.csv"), "eval_data": str(tmp_path / "d.csv"), "tasks": "caption",
+                 "batch_size": 4, "out_dir": str(tmp_path / "csv")})
+    preds = [json.loads(l) for l in (tmp_path / "csv" / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 8 and preds[0]["target"] == "a red square"
