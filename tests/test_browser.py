@@ -120,6 +120,17 @@ def test_explore_in_jupyterlab(lab):
             assert page.locator(".aced-gallery img").count() >= 12, "the gallery shows no thumbnails"
             assert page.locator(".aced-arms tr").count() >= 2, "the bandit's module table is empty"
             boxes = page.locator(".jp-OutputArea-output:has(.aced-step)")
+
+            # the kernel is idle now: scrub the live selection dashboard back to its first record with the keyboard;
+            # the kernel redraws, and the page shows step 5's super-batch
+            first = boxes.nth(0)
+            first.evaluate("e => e.scrollIntoView({block: 'start'})")
+            handle = first.locator(".noUi-handle").first
+            handle.focus(); page.keyboard.press("Home")
+            page.wait_for_function("() => /^step 5\\b/.test(document.querySelector('.aced-record').innerText.trim())", timeout=30_000)
+            time.sleep(0.5)
+            boxes.nth(0).screenshot(path=str(ARTIFACTS / "selection-scrubbed.png"))
+            handle.focus(); page.keyboard.press("End")
             for i, name in enumerate(["selection", "bandit", "selection-replay", "bandit-replay"]):
                 boxes.nth(i).evaluate("e => e.scrollIntoView({block: 'start'})"); time.sleep(0.3)
                 boxes.nth(i).screenshot(path=str(ARTIFACTS / f"{name}.png"))
