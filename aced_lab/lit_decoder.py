@@ -31,7 +31,7 @@ __all__ = ['TASKS', 'VQA_TYPES', 'PAD', 'SOT', 'EOT', 'UNK', 'LitConfig', 'Encod
            'caption_metrics', 'vqa_metrics', 'majority_answers', 'TaskBatches', 'resolve_data', 'eval_examples',
            'LitTrainer', 'lit_decoder', 'eval_summary']
 
-# %% ../nbs/09_lit_decoder.ipynb #20a984a7
+# %% ../nbs/09_lit_decoder.ipynb #d228061b
 TASKS = ("caption", "vqa")
 VQA_TYPES = ("colour", "shape", "size", "position", "count", "exists")
 
@@ -59,8 +59,8 @@ class LitConfig:
     caption_frac: float = 0.5 # with both tasks: fraction of training examples that are captions
     data: str = "shapes" # "shapes" or "digits" (embedded), or a webdataset spec / CSV file of image-caption pairs
     eval_data: str | None = None # eval split for a spec/CSV `data` (embedded datasets bring their own)
-    n_train: int = 5000 # embedded shapes: training images
-    n_eval: int = 500 # embedded shapes: held-out images
+    n_train: int = 3000 # embedded shapes: training images
+    n_eval: int = 300 # embedded shapes: held-out images
     shard_size: int = 1000 # embedded data: samples per shard
     data_root: str | None = None # where embedded data is written (default: aced_lab's cache)
     num_workers: int = 0 # DataLoader workers for the one pass that reads the images
@@ -70,7 +70,7 @@ class LitConfig:
     eval_max_samples: int | None = 500 # eval images (captions; and one question of each type per image)
     eval_every: int = 0 # periodic evaluation interval in steps (0: only at the end)
     # optimisation
-    steps: int = 1000 # decoder optimizer steps
+    steps: int = 800 # decoder optimizer steps
     batch_size: int = 64 # examples per step
     lr: float = 1e-3 # peak learning rate
     weight_decay: float = 0.01 # AdamW weight decay (weight matrices only)
