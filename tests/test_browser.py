@@ -16,6 +16,7 @@ CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chro
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 STEP = re.compile(r"step (\d+) / (\d+)")
+ACED_STEPS = 60
 
 def free_port() -> int:
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
@@ -27,7 +28,9 @@ def lab(tmp_path_factory):
         pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's package (apt-get install -y chromium); "
                     ".ci/run does this before the tests")
     root = tmp_path_factory.mktemp("lab")
-    shutil.copy(ROOT / "nbs" / "explore.ipynb", root / "explore.ipynb")
+    # the notebook as papermill would run it, with more ACED steps than tiny's 20, so the counter has time to move
+    subprocess.run([str(BIN / "papermill"), str(ROOT / "nbs" / "explore.ipynb"), str(root / "explore.ipynb"), "--prepare-only",
+                    "-p", "aced_steps", str(ACED_STEPS)], check=True, capture_output=True)
     settings = root / "_settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)  # render every cell (no windowing), so all dashboards are in the page
     (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
@@ -94,7 +97,7 @@ def test_explore_in_jupyterlab(lab):
                 time.sleep(0.1)
             print(f"steps seen {seen}, {time.time() - t_run:.1f} s after run-all")
             assert seen and seen[-1] == int(STEP.search(counter.inner_text())[2]), f"training did not finish: steps seen {seen}"
-            assert len(seen) >= 2 and seen == sorted(seen), f"the step counter did not advance live: {seen}"
+            assert len(seen) >= 3 and seen == sorted(seen), f"the step counter did not advance live: {seen}"
             page.locator(".jp-OutputArea-output:has(.aced-step)").first.screenshot(path=str(ARTIFACTS / "selection-live.png"))
 
             # then OPTIMA with the bandit dashboard, then the two replays; the last cell lists the HTML snapshots
@@ -113,7 +116,7 @@ def test_explore_in_jupyterlab(lab):
                 sel = {}
                 for name, n in traces: sel.setdefault(name, n)  # the histogram's "selected"/"rejected" come first
                 assert sel["selected"] > 0 and sel["rejected"] > 0, sel
-                assert sum(n for k, n in sel.items() if " · " in k) > 0 and sel["trained on (every step)"] == 20, sel
+                assert sum(n for k, n in sel.items() if " · " in k) > 0 and sel["trained on (every step)"] == ACED_STEPS, sel
             for traces in (data[1], data[3]):  # a posterior curve (200 points) per arm, pulls and P(best) of the 5 updates
                 n = [k for _, k in traces]
                 assert n.count(200) == 5 and n.count(5) == 10 and max(n) == 200, traces
