@@ -16,7 +16,7 @@ from .core import get_device, atomic_write
 
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'SHIPPED_MODELS', 'register_configs', 'ModelBundle', 'create', 'save_weights', 'load_weights',
-           'count_params', 'inference_flops', 'fingerprint']
+           'count_params', 'inference_flops', 'hash_weights', 'fingerprint']
 
 # %% ../nbs/03_models.ipynb #906fe3e4
 CONFIG_DIR = Path(str(importlib.resources.files("aced_lab"))) / "model_configs"
@@ -117,13 +117,19 @@ def inference_flops(model: torch.nn.Module, # an open_clip CLIP
         res[key] = fc.get_total_flops() / 1e9
     return res
 
-# %% ../nbs/03_models.ipynb #22e12d10
+# %% ../nbs/03_models.ipynb #dffc8e0f
+def hash_weights(h, # a hashlib hash, updated in place
+                 module: torch.nn.Module, # whose weights go in
+                ):
+    "Feed every weight of `module` (its name and float32 bytes) into the hash `h`; return `h`."
+    for k, v in module.state_dict().items():
+        h.update(k.encode()); h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    return h
+
 def fingerprint(model: torch.nn.Module, # an open_clip CLIP
                ) -> str:
     "A short hash of the weights and the image/text preprocessing of `model`."
     import hashlib
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode()); h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    h = hash_weights(hashlib.sha256(), model)
     h.update(repr(sorted(model.visual.preprocess_cfg.items())).encode()); h.update(str(model.context_length).encode())
     return h.hexdigest()[:16]
