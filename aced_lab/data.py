@@ -19,8 +19,8 @@ from .core import check_choice
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'SKIP_KINDS', 'OPENAI_MEAN', 'OPENAI_STD', 'is_remote', 'expand_urls', 'shard_stem', 'SkipSample',
-           'decode_sample', 'collate', 'FastPreprocess', 'fast_preprocess', 'SkippedSamplesWarning', 'ImageTextLoader',
-           'count_samples']
+           'decode_sample', 'content_digest', 'collate', 'FastPreprocess', 'fast_preprocess', 'SkippedSamplesWarning',
+           'ImageTextLoader', 'count_samples']
 
 # %% ../nbs/01_data.ipynb #2ee7bd15
 def is_remote(url: str, # a url or path
@@ -111,16 +111,25 @@ def decode_sample(id: str, # stable sample id
     except Exception: raise SkipSample("corrupt_image", id) from None
     try: x = torch.as_tensor(preprocess(img))  # (3,H,W)
     except Exception as e: raise SkipSample("preprocess_error", f"{id} ({type(e).__name__}: {e})") from None
-    return {"image": x, "id": id, "caption": caption, "meta": meta}
+    return {"image": x, "id": id, "caption": caption, "meta": meta, "digest": content_digest(image, caption)}
+
+def content_digest(image: bytes, # encoded image bytes
+                   caption: str, # the (stripped) caption
+                  ) -> str:
+    "A 128-bit hex digest of a sample's content (image bytes and caption): what any model's view of it depends on."
+    h = hashlib.blake2b(len(image).to_bytes(8, "little"), digest_size=16)  # the length prefix keeps the two apart
+    h.update(image); h.update(caption.encode("utf-8"))
+    return h.hexdigest()
 
 def collate(samples: list[dict], # samples from `decode_sample` (with "text" unless `tokenizer` is given)
             tokenizer: Callable | None = None, # list[str] -> LongTensor (N,L); tokenizes all captions in one call
            ) -> dict:
-    "Stack samples into a batch: image (B,3,H,W), text (B,L), and lists of id, caption, meta."
+    "Stack samples into a batch: image (B,3,H,W), text (B,L), and lists of id, digest, caption, meta."
     caps = [s["caption"] for s in samples]
     text = torch.as_tensor(tokenizer(caps)) if tokenizer is not None else _stack([s["text"] for s in samples])
     return {"image": _stack([s["image"] for s in samples]), "text": text.long(),  # (B,3,H,W), (B,L)
-            "id": [s["id"] for s in samples], "caption": caps, "meta": [s["meta"] for s in samples]}
+            "id": [s["id"] for s in samples], "digest": [s.get("digest") for s in samples],
+            "caption": caps, "meta": [s["meta"] for s in samples]}
 
 def _stack(xs: list[torch.Tensor]) -> torch.Tensor:
     "torch.stack; in a DataLoader worker straight into shared memory (as default_collate does: one copy less)."
@@ -365,7 +374,7 @@ def _cat(parts: list[dict]) -> dict:
     "Concatenate batch dicts."
     if len(parts) == 1: return parts[0]
     out = {k: torch.cat([p[k] for p in parts]) for k in ("image", "text")}
-    return {**out, **{k: sum((p[k] for p in parts), []) for k in ("id", "caption", "meta")}}
+    return {**out, **{k: sum((p[k] for p in parts), []) for k in ("id", "digest", "caption", "meta")}}
 
 def _split(b: dict, n: int) -> tuple[dict, dict]:
     "The first `n` examples of a batch dict and the rest."

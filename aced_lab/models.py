@@ -16,7 +16,7 @@ from .core import get_device, atomic_write
 
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'SHIPPED_MODELS', 'register_configs', 'ModelBundle', 'create', 'save_weights', 'load_weights',
-           'count_params', 'inference_flops', 'hash_weights', 'fingerprint']
+           'count_params', 'inference_flops', 'hash_weights', 'fingerprint', 'inputs_key']
 
 # %% ../nbs/03_models.ipynb #906fe3e4
 CONFIG_DIR = Path(str(importlib.resources.files("aced_lab"))) / "model_configs"
@@ -133,3 +133,11 @@ def fingerprint(model: torch.nn.Module, # an open_clip CLIP
     h = hash_weights(hashlib.sha256(), model)
     h.update(repr(sorted(model.visual.preprocess_cfg.items())).encode()); h.update(str(model.context_length).encode())
     return h.hexdigest()[:16]
+
+def inputs_key(bundle: ModelBundle, # the model whose preprocessing and tokenizer make the inputs
+              ) -> str:
+    "A short hash of how `bundle` turns a sample into model inputs: image preprocessing, context length, tokens of a probe."
+    import hashlib
+    h = hashlib.sha256(repr(sorted(bundle.model.visual.preprocess_cfg.items())).encode())
+    h.update(torch.as_tensor(bundle.tokenizer(["a probe caption: 2 red circles, IMG_0423!"])).numpy().tobytes())
+    return h.hexdigest()[:8]

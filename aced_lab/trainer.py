@@ -24,7 +24,7 @@ from . import synthetic
 from .eval import evaluate, SUITES
 from .losses import kd_loss
 from .acid import score_super_batch, select, SCORES, METHODS as SELECTORS, ReferenceCache
-from .models import fingerprint
+from .models import fingerprint, inputs_key
 from .core import cache_dir
 
 # %% auto #0
@@ -302,19 +302,27 @@ class ACIDSelection(Callback):
         self.reference, self.gflops, self.cache = reference, pair_gflops(reference), cache
         self.scalars = reference_scalars(reference)
         self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.warned_stale = False
     def state_dict(self): return {"gen": self.gen.get_state()}
     def load_state_dict(self, d): self.gen.set_state(d["gen"])
 
     def score(self, t):
-        ids, B = t.batch["id"], len(t.batch["id"])
-        cached = self.cache.get(ids) if self.cache is not None else None  # (B, D_ref) x 2, or None
+        ids, digests, B = t.batch["id"], t.batch["digest"], len(t.batch["id"])
+        cached = self.cache.get(digests) if self.cache is not None else None  # (B, D_ref) x 2, or None
+        self.stale = self.cache.stale(ids, digests) if self.cache is not None and cached is None else 0
+        if self.stale and not self.warned_stale:
+            self.warned_stale = True
+            warnings.warn(f"reference cache {self.cache.dir}: {self.stale} of the {B} samples of step {t.step + 1} have ids it "
+                          "holds for other content (another dataset under the same shard/key names, or a shard rewritten in "
+                          "place). Their reference embeddings are recomputed, never served; `ref_cache_stale` in "
+                          "metrics.jsonl counts them per step.", stacklevel=2)
         t.raw_model.eval()  # scoring is inference: no dropout, and torch's fused attention path (1.6x faster here)
         with torch.no_grad(), autocast(t.device, t.cfg.precision):
             learner = t.raw_model(t.images, t.texts)  # features (B, D)
             if cached is None:
                 t.ref_out = self.reference(t.images, t.texts)  # features (B, D_ref)
                 t.step_gflops["ref_score"] = self.gflops * B
-                if self.cache is not None: self.cache.put(ids, t.ref_out["image_features"], t.ref_out["text_features"])
+                if self.cache is not None: self.cache.put(ids, digests, t.ref_out["image_features"], t.ref_out["text_features"])
         t.raw_model.train()
         if cached is not None:
             t.ref_out = {"image_features": cached[0].to(t.device), "text_features": cached[1].to(t.device), **self.scalars}
@@ -322,7 +330,7 @@ class ACIDSelection(Callback):
         t.step_gflops["learner_score"] = t.student_gflops * B
         self.hit = cached is not None
 
-    def after_step(self, t): t.record.update(ref_cache_hit=int(self.hit), select_time=self.select_time)
+    def after_step(self, t): t.record.update(ref_cache_hit=int(self.hit), ref_cache_stale=self.stale, select_time=self.select_time)
     def after_checkpoint(self, t):
         if self.cache is not None: self.cache.flush()
     after_fit = after_checkpoint
@@ -360,11 +368,15 @@ class KDLoss(Callback):
         t.losses.update(kd_loss(t.out, tout, t.cfg.kd_temperature, t.cfg.kd_weight))
 
 # %% ../nbs/08_trainer.ipynb #09d8582a
-def open_reference_cache(cfg: TrainConfig, reference: torch.nn.Module, rank: int = 0) -> ReferenceCache | None:
-    "The reference cache `cfg` asks for (None when off), in a folder named after the reference's fingerprint."
+def open_reference_cache(cfg: TrainConfig, # names the cache folder (`reference_cache`)
+                         reference: torch.nn.Module, # the frozen reference
+                         inputs: ModelBundle, # what makes the inputs the reference is fed: the student's preprocessing and tokenizer
+                         rank: int = 0,
+                        ) -> ReferenceCache | None:
+    "The reference cache `cfg` asks for (None when off), in a folder named after the reference and the inputs it sees."
     if cfg.reference_cache is None: return None
     root = cache_dir("reference") if cfg.reference_cache == "auto" else Path(cfg.reference_cache)
-    return ReferenceCache(root, fingerprint(reference), rank=rank)
+    return ReferenceCache(root, f"{fingerprint(reference)}-{inputs_key(inputs)}", rank=rank)
 
 # %% ../nbs/08_trainer.ipynb #9ef1cbdc
 class NonFiniteLossError(FloatingPointError):
@@ -472,7 +484,7 @@ class Trainer:
         teacher = lambda: load(cfg.teacher_model or cfg.reference_model, cfg.teacher or cfg.reference)
         if cfg.method in ("acid", "aced"):
             ref = load(cfg.reference_model, cfg.reference)
-            cbs.append(ACIDSelection(ref, self.device, cfg.seed * 1000 + self.rank, open_reference_cache(cfg, ref, self.rank)))
+            cbs.append(ACIDSelection(ref, self.device, cfg.seed * 1000 + self.rank, open_reference_cache(cfg, ref, self.bundle, self.rank)))
         if cfg.method in ("kd", "aced"):
             if ref is not None and cfg.teacher is None: cbs.append(KDLoss(ref, reuse_reference=True))
             else: cbs.append(KDLoss(teacher()))
@@ -637,16 +649,16 @@ def cache_reference(cfg: TrainConfig | dict, # a training config naming the data
     t.rank, t.world, t.device = init_distributed(cfg.device)
     setup_backend(t.device, cfg.threads)
     ref = load_frozen(cfg.reference_model, cfg.reference, t.device)
-    b = create(cfg.reference_model, device=t.device)  # the reference's own preprocessing and tokenizer
-    cache = open_reference_cache(cfg, ref, t.rank)
+    b = create(cfg.model, **model_kwargs(cfg.loss))  # training feeds the reference the student's inputs: cache those
+    cache = open_reference_cache(cfg, ref, b, t.rank)
     loader = ImageTextLoader(t._data()["train"], b.preprocess, b.tokenizer, batch_size=256, num_workers=cfg.num_workers,
                              shuffle=False, drop_last=False)
     for batch in tqdm(loader.epoch(0), desc="cache reference", disable=t.rank != 0):
-        todo = [k for k, i in enumerate(batch["id"]) if i not in cache]
+        todo = [k for k, d in enumerate(batch["digest"]) if d not in cache]
         if not todo: continue
         with autocast(t.device, cfg.precision):
             out = ref(batch["image"][todo].to(t.device), batch["text"][todo].to(t.device))
-        cache.put([batch["id"][k] for k in todo], out["image_features"], out["text_features"])
+        cache.put([batch["id"][k] for k in todo], [batch["digest"][k] for k in todo], out["image_features"], out["text_features"])
     cache.flush()
     if dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
     return cache.reload()

@@ -101,7 +101,8 @@ def test_batch_format(data):
     b = batches[0]
     assert b["image"].shape == (8, 3, SIZE, SIZE) and b["image"].dtype == torch.float32
     assert b["text"].shape == (8, 32) and b["text"].dtype == torch.long
-    assert set(b) == {"image", "text", "id", "caption", "meta"}
+    assert set(b) == {"image", "text", "id", "digest", "caption", "meta"}
+    assert len(set(b["digest"])) == 8 and all(len(d) == 32 for d in b["digest"])  # 128-bit content digests, one per sample
     i = int(b["id"][0].split("/k")[1])
     assert b["caption"][0] == f"caption of sample {i}" and b["meta"][0] == {"i": i}
     assert torch.equal(b["text"][0], TOK([b["caption"][0]])[0])

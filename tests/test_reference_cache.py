@@ -1,0 +1,77 @@
+"The reference cache serves a sample's embeddings only for that sample's content: never another dataset's, never a rewritten shard's."
+import io, shutil, tarfile, warnings
+from pathlib import Path
+import numpy as np
+import pytest
+from PIL import Image
+from aced_lab.models import create, save_weights
+from aced_lab.trainer import train, load_records
+
+SMALL = dict(n_train=256, n_eval=64, shard_size=64, eval_max_samples=64, batch_size=16, filter_ratio=0.5, n_chunks=4,
+             steps=3, warmup=1, num_workers=0, ckpt_every=0, tensorboard=False, selection_every=0, method="acid",
+             reference_model="ACED-Tiny-32", threads=1)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    "A random-init reference, one shared cache folder, and two shapes datasets that differ only in their corruption rate."
+    d = tmp_path_factory.mktemp("refcache")
+    ref = save_weights(create("ACED-Tiny-32").model, d / "ref.safetensors")
+    return {"dir": d, "base": {**SMALL, "reference": str(ref), "reference_cache": str(d / "cache")}}
+
+
+def run(env, name, **kw):
+    "Train a short ACID run; return its per-step records and the warnings it raised."
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        train({**env["base"], "out_dir": str(env["dir"] / name), **kw})
+    return load_records(env["dir"] / name), [str(x.message) for x in w]
+
+
+def losses(recs): return [r["loss"] for r in recs]
+
+
+def test_two_datasets_one_cache_never_share_embeddings(env):
+    a = dict(data_root=str(env["dir"] / "a"), mismatch_frac=0.3)
+    b = dict(data_root=str(env["dir"] / "b"), mismatch_frac=0.5)  # another dataset under the same shard and key names
+    ra, _ = run(env, "a1", **a)
+    assert [r["ref_cache_hit"] for r in ra] == [0, 0, 0]  # a cold cache
+    rb, w = run(env, "b1", **b)
+    assert [r["ref_cache_hit"] for r in rb] == [0, 0, 0], "dataset b was scored with dataset a's reference embeddings"
+    assert all(r["ref_cache_stale"] > 0 for r in rb)  # ids the cache holds for a's content: counted ...
+    assert sum("holds for other content" in m for m in w) == 1  # ... and warned about, once
+    rb_live, _ = run(env, "b-live", **b, reference_cache=None)
+    assert losses(rb) == pytest.approx(losses(rb_live), abs=1e-5)  # what the live reference gives
+    for name, data in (("a2", a), ("a-copy", {**a, "data_root": str(shutil.copytree(a["data_root"], env["dir"] / "a-copy"))})):
+        r2, w2 = run(env, name, **data)  # the same data read again, from where it was or from a copy: every step hits
+        assert [r["ref_cache_hit"] for r in r2] == [1, 1, 1] and all(r["ref_cache_stale"] == 0 for r in r2)
+        assert losses(r2) == pytest.approx(losses(ra), abs=1e-4) and not any("other content" in m for m in w2)
+
+
+def rewrite_images(shard: Path):
+    "Rewrite a shard in place with the same keys and captions and re-rendered (inverted) images."
+    members = []
+    with tarfile.open(shard) as tf:
+        for m in tf:
+            data = tf.extractfile(m).read()
+            if m.name.endswith(".png"):
+                img = 255 - np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+                b = io.BytesIO(); Image.fromarray(img).save(b, format="PNG"); data = b.getvalue()
+            members.append((m.name, data))
+    with tarfile.open(shard, "w") as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name); ti.size = len(data); tf.addfile(ti, io.BytesIO(data))
+
+
+def test_shard_rewritten_in_place_is_recomputed(env):
+    root = env["dir"] / "c"
+    run(env, "c1", data_root=str(root), mismatch_frac=0.3)  # fills the cache for these shards
+    shards = sorted(Path(root).rglob("train-*.tar"))
+    assert len(shards) == 4
+    for s in shards: rewrite_images(s)
+    again, w = run(env, "c2", data_root=str(root), mismatch_frac=0.3)
+    assert [r["ref_cache_hit"] for r in again] == [0, 0, 0], "the rewritten shards were served their old embeddings"
+    assert [r["ref_cache_stale"] for r in again] == [32, 32, 32]  # every id of every super-batch now holds other pixels
+    assert sum("holds for other content" in m for m in w) == 1
+    live, _ = run(env, "c-live", data_root=str(root), mismatch_frac=0.3, reference_cache=None)
+    assert losses(again) == pytest.approx(losses(live), abs=1e-5)
