@@ -2,7 +2,7 @@
 
 Opens a copy of nbs/explore.ipynb at tiny scale (IN_TEST), runs all cells, waits until the dashboards render and the
 step counter advances while training runs, checks that the plots hold data, and saves screenshots under
-$ACED_ARTIFACTS (default: tests/artifacts/). Needs the `chromium` apt package (.ci/run installs it) and the
+$ACED_ARTIFACTS (default: tests/artifacts/). Needs the `chromium` apt package (`make test` installs it) and the
 `playwright` Python package; Playwright's own browser download is not used.
 """
 import json, os, re, secrets, shutil, socket, subprocess, sys, time, urllib.request
@@ -26,7 +26,7 @@ def lab(tmp_path_factory):
     "JupyterLab on 127.0.0.1 serving a scratch folder with a copy of explore.ipynb; yields its base url and token."
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's package (apt-get install -y chromium); "
-                    ".ci/run does this before the tests")
+                    "`make test` does this before the tests when it runs as root")
     root = tmp_path_factory.mktemp("lab")
     # the notebook as papermill would run it, with more ACED steps than tiny's 20, so the counter has time to move
     subprocess.run([str(BIN / "papermill"), str(ROOT / "nbs" / "explore.ipynb"), str(root / "explore.ipynb"), "--prepare-only",
