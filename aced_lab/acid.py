@@ -5,33 +5,63 @@
 # %% ../nbs/06_acid.ipynb #14d9d9b1
 from __future__ import annotations
 import contextlib, math
+from dataclasses import dataclass
+from typing import Callable
 import torch
 import torch.nn.functional as F
 from .core import check_choice
 
 # %% auto #0
-__all__ = ['SCORES', 'LOSSES', 'METHODS', 'example_scores', 'n_keep', 'select_topk', 'select_sample', 'joint_scores',
-           'select_joint', 'select', 'score_super_batch', 'ReferenceCache']
+__all__ = ['SCORES', 'LOSSES', 'SELECTORS', 'Score', 'register_score', 'learnability', 'hard_learner', 'easy_reference', 'iid',
+           'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample', 'joint_scores', 'select_joint',
+           'register_selector', 'select', 'score_super_batch', 'ReferenceCache']
 
 # %% ../nbs/06_acid.ipynb #4dc8ad7f
-SCORES = ("learnability", "hard_learner", "easy_reference", "iid")
+@dataclass(frozen=True)
+class Score:
+    "A selection score: an elementwise function of learner and/or reference losses (higher = keep)."
+    name: str # what `score=` chooses it by
+    fn: Callable # (learner_loss, ref_loss) -> scores of the same shape; a loss the score does not need may be None
+    needs: tuple # the losses it reads: a subset of ("learner", "reference")
+
+SCORES: dict[str, Score] = {} # name -> Score, filled by `register_score`
+
+def register_score(name: str, # the name `score=` chooses it by (library, CLI, papermill, YAML)
+                   needs: tuple = ("learner", "reference"), # which losses it reads ("learner", "reference")
+                  ):
+    "Decorator: make `fn(learner_loss, ref_loss)` a selection score by name; it must be elementwise (any shape)."
+    if not set(needs) <= {"learner", "reference"}: raise ValueError(f"needs={needs!r}: use 'learner' and/or 'reference'")
+    def deco(fn): SCORES[name] = Score(name, fn, tuple(needs)); return fn
+    return deco
+
+@register_score("learnability")
+def learnability(learner, ref): return learner - ref  # RHO-LOSS: not learnt yet, but learnable
+
+@register_score("hard_learner", needs=("learner",))
+def hard_learner(learner, ref): return learner.clone()
+
+@register_score("easy_reference", needs=("reference",))
+def easy_reference(learner, ref): return -ref
+
+@register_score("iid", needs=())
+def iid(learner, ref):
+    x = learner if learner is not None else ref
+    if x is None: raise ValueError("score='iid' needs at least one loss tensor (for its shape)")
+    return torch.zeros_like(x)
+
+def get_score(name: str) -> Score:
+    "The registered score `name`; unknown names raise `ConfigError` with the closest match."
+    check_choice("score", name, list(SCORES)); return SCORES[name]
 
 def example_scores(learner_loss: torch.Tensor | None, # learner losses, any shape (B,) or (B,B); None if unused
                    ref_loss: torch.Tensor | None, # reference losses, same shape; None if unused
-                   kind: str = "learnability", # one of `SCORES`
+                   kind: str = "learnability", # a name in `SCORES`
                   ) -> torch.Tensor:
     "Selection scores from learner and reference losses (higher = keep), elementwise."
-    check_choice("score", kind, SCORES)
-    need = {"learnability": ("learner", "reference"), "hard_learner": ("learner",),
-            "easy_reference": ("reference",), "iid": ()}[kind]
+    s = get_score(kind)
     for name, x in (("learner", learner_loss), ("reference", ref_loss)):
-        if name in need and x is None: raise ValueError(f"score={kind!r} needs the {name} loss, got None")
-    if kind == "learnability": return learner_loss - ref_loss
-    if kind == "hard_learner": return learner_loss.clone()
-    if kind == "easy_reference": return -ref_loss
-    x = learner_loss if learner_loss is not None else ref_loss
-    if x is None: raise ValueError("score='iid' needs at least one loss tensor (for its shape)")
-    return torch.zeros_like(x)
+        if name in s.needs and x is None: raise ValueError(f"score={kind!r} needs the {name} loss, got None")
+    return s.fn(learner_loss, ref_loss)
 
 # %% ../nbs/06_acid.ipynb #658c0227
 def n_keep(B: int, # super-batch size
@@ -89,10 +119,10 @@ def select_sample(scores: torch.Tensor, # (B,) per-example scores
 LOSSES = ("sigmoid", "softmax")
 
 def _check_logits(learner_logits, ref_logits, score):
-    need = {"learnability": (0, 1), "hard_learner": (0,), "easy_reference": (1,), "iid": ()}[score]
+    need = get_score(score).needs
+    for x, what, name in ((learner_logits, "learner", "learner_logits"), (ref_logits, "reference", "ref_logits")):
+        if what in need and x is None: raise ValueError(f"score={score!r} needs {name}, got None")
     xs = (learner_logits, ref_logits)
-    for k, name in ((0, "learner_logits"), (1, "ref_logits")):
-        if k in need and xs[k] is None: raise ValueError(f"score={score!r} needs {name}, got None")
     given = [x for x in xs if x is not None]
     if not given: raise ValueError("select_joint needs at least one logit matrix")
     for x in given:
@@ -196,24 +226,45 @@ def select_joint(learner_logits: torch.Tensor | None, # (B,B) learner image-text
     return torch.cat(out)
 
 # %% ../nbs/06_acid.ipynb #b7ea584b
-METHODS = ("topk", "sample", "joint")
+SELECTORS: dict[str, Callable] = {} # name -> fn(b, *, scores, learner_logits, ref_logits, score, loss, n_chunks, temperature, generator)
 
-def select(method: str, # "topk", "sample" or "joint"
+def register_selector(name: str, # the name `selection=` chooses it by
+                     ):
+    "Decorator: make `fn(b, **context) -> indices (b,)` a sub-batch selector by name."
+    def deco(fn): SELECTORS[name] = fn; return fn
+    return deco
+
+def _need_scores(scores, name):
+    if scores is None: raise ValueError(f"selection={name!r} needs per-example `scores`")
+    return scores
+
+@register_selector("topk")
+def _topk(b, scores=None, **_): return select_topk(_need_scores(scores, "topk"), b)
+
+@register_selector("sample")
+def _sample(b, scores=None, temperature=1.0, generator=None, **_):
+    return select_sample(_need_scores(scores, "sample"), b, temperature, generator)
+
+@register_selector("joint")
+def _joint(b, learner_logits=None, ref_logits=None, score="learnability", loss="sigmoid", n_chunks=16,
+           temperature=1.0, generator=None, **_):
+    return select_joint(learner_logits, ref_logits, b, n_chunks, loss, score, temperature, generator)
+
+def select(method: str, # a name in `SELECTORS`: "topk", "sample", "joint", or one registered
            b: int, # sub-batch size
-           scores: torch.Tensor | None = None, # (B,) per-example scores, for "topk" and "sample"
-           learner_logits: torch.Tensor | None = None, # (B,B) learner logits, for "joint"
-           ref_logits: torch.Tensor | None = None, # (B,B) reference logits, for "joint"
-           temperature: float = 1.0, # τ for "sample" and "joint"
-           generator: torch.Generator | None = None, # seeded RNG for "sample" and "joint"
-           **joint_kw, # n_chunks, loss, score for "joint"
+           scores: torch.Tensor | None = None, # (B,) per-example scores
+           learner_logits: torch.Tensor | None = None, # (B,B) learner logits
+           ref_logits: torch.Tensor | None = None, # (B,B) reference logits
+           temperature: float = 1.0, # τ of sampling selectors
+           generator: torch.Generator | None = None, # seeded RNG for repeatable draws
+           **context, # score, loss, n_chunks (joint), and whatever a registered selector reads
           ) -> torch.Tensor:
-    "Indices (b,) of the sub-batch chosen by `method`."
-    check_choice("method", method, METHODS)
-    if method != "joint":
-        if scores is None: raise ValueError(f"method={method!r} needs `scores`")
-        if joint_kw: raise ValueError(f"method={method!r} takes no {', '.join(joint_kw)}")
-        return select_topk(scores, b) if method == "topk" else select_sample(scores, b, temperature, generator)
-    return select_joint(learner_logits, ref_logits, b, temperature=temperature, generator=generator, **joint_kw)
+    "Indices (b,) of the sub-batch chosen by the selector `method`."
+    check_choice("selection", method, list(SELECTORS))
+    idx = SELECTORS[method](b, scores=scores, learner_logits=learner_logits, ref_logits=ref_logits,
+                            temperature=temperature, generator=generator, **context)
+    if idx.shape != (b,): raise ValueError(f"selector {method!r} returned indices of shape {tuple(idx.shape)}, not ({b},)")
+    return idx
 
 # %% ../nbs/06_acid.ipynb #c0eae396
 from .losses import pair_logits, softmax_loss, sigmoid_loss

@@ -13,7 +13,7 @@ import torch
 
 # %% auto #0
 __all__ = ['set_seed', 'get_device', 'autocast', 'setup_backend', 'ConfigError', 'from_dict', 'check_choice', 'to_dict',
-           'atomic_write', 'atomic_write_json', 'cache_dir', 'dir_lock']
+           'import_plugins', 'atomic_write', 'atomic_write_json', 'cache_dir', 'dir_lock']
 
 # %% ../nbs/00_core.ipynb #8cd37205
 def set_seed(seed: int, # seed for `random`, numpy and torch (all devices)
@@ -83,6 +83,20 @@ def check_choice(name: str, # the parameter's name
 def to_dict(cfg) -> dict:
     "A JSON-ready dict of a (possibly nested) dataclass."
     return json.loads(json.dumps(asdict(cfg), default=str))
+
+# %% ../nbs/00_core.ipynb #14a6b16a
+def import_plugins(modules, # None, a module name, comma-separated names, or a list of names
+                  ) -> list[str]:
+    "Import the modules that register plug-ins (scores, selectors, tasks); return their names."
+    import importlib, sys
+    names = [] if modules is None else [m.strip() for m in (modules.split(",") if isinstance(modules, str) else modules) if m.strip()]
+    if names and os.getcwd() not in sys.path and "" not in sys.path: sys.path.insert(0, os.getcwd())
+    for m in names:
+        try: importlib.import_module(m)
+        except ModuleNotFoundError as e:
+            if e.name != m.split(".")[0] and not m.startswith(f"{e.name}."): raise  # the plug-in itself failed to import
+            raise ConfigError(f"plugins: cannot import {m!r} (looked in the working directory {os.getcwd()} and on sys.path)") from None
+    return names
 
 # %% ../nbs/00_core.ipynb #982bdded
 def atomic_write(path, # the file to (re)write

@@ -19,8 +19,8 @@ import ipywidgets as widgets
 from .core import ConfigError, atomic_write
 from .data import expand_urls, shard_stem, is_remote, IMAGE_EXTS
 from .synthetic import CORRUPTIONS
-from .optima import load_bandit_records
-from .trainer import Callback, load_records, train
+from .callbacks import Callback
+from .records import load_records, load_bandit_records, selection_files
 
 # %% auto #0
 __all__ = ['SELECTION_FIELDS', 'QUANTILES', 'KIND_COLOURS', 'ARM_COLOURS', 'as_selection', 'load_selection', 'kind_options',
@@ -53,7 +53,7 @@ def load_selection(run_dir, # a run directory
     "The recorded super-batches of a run, from `selection/step-N.npz`, in step order."
     d = Path(run_dir)
     if not d.is_dir(): raise FileNotFoundError(f"run directory not found: {d}")
-    files = sorted((d / "selection").glob("step-*.npz"))
+    files = selection_files(d)
     if not files:
         raise FileNotFoundError(f"{d} has no selection records (selection/step-*.npz): the run must use method 'acid' "
                                 "or 'aced' with selection_every > 0")
@@ -477,6 +477,7 @@ def train_in_background(cfg, # a `TrainConfig` or a dict of its fields
                         callbacks=(), # extra callbacks, e.g. `[dash.callback()]`
                        ) -> Future:
     "Run `aced_lab.trainer.train` in a background thread; `.result()` returns the finished trainer."
+    from aced_lab.trainer import train  # an entry point: the dashboards themselves never need the trainer
     ex = ThreadPoolExecutor(1, thread_name_prefix="aced-train")
     fut = ex.submit(train, cfg, callbacks); ex.shutdown(wait=False)
     return fut

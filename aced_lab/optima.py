@@ -16,13 +16,14 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from torch.utils.flop_counter import FlopCounterMode
 from .core import ConfigError, check_choice, autocast
+from .callbacks import Callback
+from .records import JsonlLog, load_bandit_records
 
 # %% auto #0
 __all__ = ['ALL', 'NONE', 'POLICIES', 'OPTIMA_DISCOUNT', 'BanditConfig', 'Policy', 'ThompsonSampling', 'UniformRandom',
            'RoundRobin', 'AllModules', 'NoModules', 'make_policy', 'PiecewiseBandit', 'piecewise_bandit', 'simulate',
            'depth_map', 'split_groups', 'Module', 'tower_blocks', 'partition', 'HiddenStates', 'teacher_states',
-           'hidden_mse', 'text_mask', 'make_projections', 'module_loss', 'RewardScaler', 'ModuleDistill',
-           'load_bandit_records']
+           'hidden_mse', 'text_mask', 'make_projections', 'module_loss', 'RewardScaler', 'ModuleDistill']
 
 # %% ../nbs/07_optima.ipynb #0f33d6ef
 ALL, NONE = -1, -2 # the pseudo-arms of the "all" and "none" baselines
@@ -397,10 +398,9 @@ class RewardScaler:
     def load_state_dict(self, d): self.n, self.m, self.v = d["n"], d["m"], d["v"]
 
 # %% ../nbs/07_optima.ipynb #433ed6e2
-class ModuleDistill:
+class ModuleDistill(Callback):
     "Trainer callback: OPTIMA module-wise distillation, one bandit-chosen module per episode of K steps."
     order = 30 # after ACID selection (10) and KD (20)
-    name = "ModuleDistill"
     def __init__(self, teacher: nn.Module, # frozen open_clip teacher (eval mode, no grad)
                  policy: str | Policy = "optima", # a name from `POLICIES`, or a policy with one arm per module
                  image_groups: int = 2, # image-tower modules
@@ -418,7 +418,7 @@ class ModuleDistill:
         if isinstance(policy, str): check_choice("policy", policy, tuple(POLICIES))
         self.teacher, self.policy, self.policy_kw = teacher, policy, {"seed": seed, **policy_kw}
         self.groups, self.episode, self.weight, self.probe_size, self.probe = (image_groups, text_groups, heads), episode, weight, probe_size, probe
-        self.arm, self.ep_step, self.n_episode, self.probe_before, self.f = None, 0, 0, None, None
+        self.arm, self.ep_step, self.n_episode, self.probe_before, self.log = None, 0, 0, None, None
         self.scaler, self._tflops = RewardScaler(), {}
 
     # --- set-up ------------------------------------------------------------------------------------------
@@ -465,13 +465,7 @@ class ModuleDistill:
         return self._tflops[key]
 
     def before_fit(self, t):
-        self.path = t.run_dir / "bandit.jsonl"
-        if t.rank == 0:
-            if t.step > 0 and self.path.exists():  # resuming: drop updates past the checkpoint
-                keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= t.step]
-                self.path.write_text("".join(l + "\n" for l in keep))
-            elif t.step == 0: self.path.unlink(missing_ok=True)
-            self.path.parent.mkdir(parents=True, exist_ok=True); self.f = open(self.path, "a")
+        self.log = JsonlLog(t.run_dir / "bandit.jsonl", t.step, write=t.rank == 0)  # a resume drops updates past its step
         if self.arm is None:  # a fresh start (a resume restored the arm)
             arm = None
             if t.rank == 0: self.probe_before, _ = self.probe_objective(t); arm = self.policy.select()
@@ -535,7 +529,7 @@ class ModuleDistill:
                    "pulls": post["pulls"].tolist(), "p_best": self.policy.p_best().tolist(), "next_arm": nxt,
                    "ranks_arm": used}
             self.probe_before = after
-            self.f.write(json.dumps(rec) + "\n"); self.f.flush()
+            self.log.write(rec)
         rec = _broadcast(rec, t.world)
         self.arm, self.ep_step, self.n_episode = rec["next_arm"], 0, self.n_episode + 1
         t.bandit_record = rec
@@ -546,7 +540,7 @@ class ModuleDistill:
         t.event("after_bandit")
 
     def after_fit(self, t):
-        if self.f: self.f.close(); self.f = None
+        if self.log: self.log.close()
         self.hidden.remove()
 
     def state_dict(self) -> dict:
@@ -569,9 +563,3 @@ def _gather(obj, world: int) -> list:
     "Every rank's `obj`, in rank order."
     if world == 1: return [obj]
     out = [None] * world; dist.all_gather_object(out, obj); return out
-
-def load_bandit_records(run_dir, # a run directory
-                       ) -> list[dict]:
-    "The bandit updates of a run, from its `bandit.jsonl`."
-    p = Path(run_dir) / "bandit.jsonl"
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()]

@@ -17,25 +17,27 @@ from open_clip.loss import SigLipLoss
 from tqdm.auto import tqdm
 import aced_lab
 from .core import (set_seed, get_device, autocast, setup_backend, from_dict, check_choice, to_dict,
-                           ConfigError, atomic_write, atomic_write_json)
+                           ConfigError, atomic_write, atomic_write_json, import_plugins)
 from .models import create, ModelBundle, count_params, inference_flops
 from .data import ImageTextLoader
 from . import synthetic
 from .eval import evaluate, SUITES
 from .losses import kd_loss
-from .acid import score_super_batch, select, SCORES, METHODS as SELECTORS, ReferenceCache
+from .acid import score_super_batch, select, SCORES, SELECTORS, ReferenceCache
 from .models import fingerprint, inputs_key
 from .core import cache_dir
+from .callbacks import Callback, ProgressBar, JsonlLogger, TensorBoardLogger
+from .records import load_records, write_selection
 
 # %% auto #0
-__all__ = ['METHODS', 'MODULE_POLICIES', 'LOSSES', 'EMBEDDED', 'LOSS_KIND', 'TrainConfig', 'make_optimizer', 'lr_lambda',
-           'make_loss', 'ClipLossDict', 'SigLipLossDict', 'model_kwargs', 'init_distributed', 'Callback', 'ProgressBar',
-           'JsonlLogger', 'TensorBoardLogger', 'load_frozen', 'pair_gflops', 'reference_scalars', 'ACIDSelection',
-           'KDLoss', 'open_reference_cache', 'NonFiniteLossError', 'corruption_stats', 'Trainer', 'train',
-           'cache_reference', 'load_records']
+__all__ = ['METHODS', 'MODULE_POLICIES', 'LOSSES', 'EMBEDDED', 'LOSS_KIND', 'TrainConfig', 'Method', 'register_method',
+           'load_reference', 'load_teacher', 'acid_selection', 'make_optimizer', 'lr_lambda', 'make_loss',
+           'ClipLossDict', 'SigLipLossDict', 'model_kwargs', 'init_distributed', 'load_frozen', 'pair_gflops',
+           'reference_scalars', 'ACIDSelection', 'KDLoss', 'open_reference_cache', 'NonFiniteLossError',
+           'corruption_stats', 'Trainer', 'train', 'cache_reference']
 
 # %% ../nbs/08_trainer.ipynb #38ac1ce7
-METHODS = ("iid", "kd", "acid", "aced", "optima")
+METHODS: dict[str, "Method"] = {} # name -> Method, filled by `register_method` (iid, kd, acid, aced, optima below)
 MODULE_POLICIES = ("optima", "ts", "uniform", "round_robin", "all", "none") # `aced_lab.optima.POLICIES`
 LOSSES = ("clip", "siglip")
 EMBEDDED = ("shapes", "digits") # datasets aced_lab generates itself
@@ -58,14 +60,15 @@ class TrainConfig:
     pretrained: str | None = None # student init: None, an open_clip tag or a local weights file
     method: str = "iid" # training method
     loss: str = "clip" # "clip" (softmax, ClipLoss) or "siglip" (sigmoid, SigLipLoss)
+    plugins: str | list | None = None # module(s) to import first: they register scores, selectors, eval tasks (e.g. "my_rules")
     # selection and distillation (methods kd, acid, aced)
     reference: str | None = None # reference (and default KD teacher) weights: a local checkpoint or an open_clip tag
     reference_model: str = "ACED-Teacher-32" # the reference's open_clip architecture
     teacher: str | None = None # KD teacher weights, when not the reference
     teacher_model: str | None = None # the KD teacher's architecture (default: reference_model)
     filter_ratio: float = 0.8 # ACID: fraction f of each super-batch left out (B = batch_size / (1 - f))
-    selection: str = "joint" # ACID selector: "joint" (JEST), "sample" (∝ exp(score/τ)) or "topk"
-    score: str = "learnability" # "learnability", "hard_learner", "easy_reference" or "iid"
+    selection: str = "joint" # ACID selector in `aced_lab.acid.SELECTORS`: "joint" (JEST), "sample" (∝ exp(score/τ)), "topk", or one registered
+    score: str = "learnability" # a name in `aced_lab.acid.SCORES`: "learnability", "hard_learner", "easy_reference", "iid", or one registered
     n_chunks: int = 16 # joint selection: rounds per sub-batch
     select_temperature: float = 1.0 # τ of the sampling selectors
     kd_weight: float = 1.0 # λ: weight of the KD loss
@@ -116,7 +119,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         "Check values; raise `ConfigError` naming the bad one."
-        check_choice("method", self.method, METHODS)
+        import_plugins(self.plugins)  # before any name is checked: they register scores, selectors, tasks
+        check_choice("method", self.method, list(METHODS))
         check_choice("loss", self.loss, LOSSES)
         check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         if self.model not in open_clip.list_models():
@@ -130,8 +134,9 @@ class TrainConfig:
         if not (self.lr > 0 and math.isfinite(self.lr)): raise ConfigError(f"lr must be positive, got {self.lr!r}")
         if not 0 <= self.mismatch_frac < 1: raise ConfigError(f"mismatch_frac must be in [0, 1), got {self.mismatch_frac!r}")
         if self.eval_suite != "auto": check_choice("eval_suite", self.eval_suite, tuple(SUITES))
-        check_choice("selection", self.selection, SELECTORS); check_choice("score", self.score, SCORES)
-        if self.method != "iid" and self.reference is None and (self.method not in ("kd", "optima") or self.teacher is None):
+        check_choice("selection", self.selection, list(SELECTORS)); check_choice("score", self.score, list(SCORES))
+        needs = METHODS[self.method].needs  # "reference": reference=...; "teacher": teacher=... or reference=...
+        if self.reference is None and ("reference" in needs or ("teacher" in needs and self.teacher is None)):
             raise ConfigError(f"method={self.method!r} needs a reference/teacher model: pass reference=<weights file or "
                               "open_clip tag> (and reference_model=<architecture>)")
         self._validate_modules()
@@ -174,6 +179,49 @@ class TrainConfig:
             n = (mc.get(cfg_key) or {}).get("layers")
             if isinstance(n, int) and getattr(self, k) > n:
                 raise ConfigError(f"{k}={getattr(self, k)} but {self.model} has only {n} blocks in that tower")
+
+# %% ../nbs/08_trainer.ipynb #65227caa
+@dataclass(frozen=True)
+class Method:
+    "A training method: the callbacks that make it, whether it selects from a super-batch, and the models it needs."
+    name: str # what `method=` chooses it by
+    callbacks: Any # (trainer, frozen) -> list of callbacks; `frozen(architecture, weights)` loads a frozen model once
+    selects: bool = False # draws B = batch_size / (1 - filter_ratio) per step; its callbacks set `trainer.keep`
+    needs: tuple = () # "reference" (reference=...) and/or "teacher" (teacher=..., else the reference)
+
+def register_method(name: str, # the name `method=` chooses it by
+                    selects: bool = False, # whether it trains on a sub-batch chosen from a super-batch
+                    needs: tuple = (), # the frozen models it needs: "reference", "teacher"
+                   ):
+    "Decorator: make `fn(trainer, frozen) -> callbacks` a training method by name."
+    if not set(needs) <= {"reference", "teacher"}: raise ValueError(f"needs={needs!r}: use 'reference' and/or 'teacher'")
+    def deco(fn): METHODS[name] = Method(name, fn, selects, tuple(needs)); return fn
+    return deco
+
+def load_reference(t, frozen): return frozen(t.cfg.reference_model, t.cfg.reference)
+def load_teacher(t, frozen): return frozen(t.cfg.teacher_model or t.cfg.reference_model, t.cfg.teacher or t.cfg.reference)
+
+def acid_selection(t, frozen) -> ACIDSelection:
+    "ACID's selection callback against the run's reference, with the reference cache the config asks for."
+    ref = load_reference(t, frozen)
+    return ACIDSelection(ref, t.device, t.cfg.seed * 1000 + t.rank, open_reference_cache(t.cfg, ref, t.bundle, t.rank))
+
+@register_method("iid")
+def _iid(t, frozen): return []
+
+@register_method("kd", needs=("teacher",))
+def _kd(t, frozen): return [KDLoss(load_teacher(t, frozen))]
+
+@register_method("acid", selects=True, needs=("reference",))
+def _acid(t, frozen): return [acid_selection(t, frozen)]
+
+@register_method("aced", selects=True, needs=("reference",))
+def _aced(t, frozen):
+    sel = acid_selection(t, frozen)  # KD from the reference reuses the features it computed for selection
+    return [sel, KDLoss(sel.reference, reuse_reference=True) if t.cfg.teacher is None else KDLoss(load_teacher(t, frozen))]
+
+@register_method("optima", needs=("teacher",))
+def _optima(t, frozen): return []  # IID batches; module distillation (module_policy, default "optima") is added to any method
 
 # %% ../nbs/08_trainer.ipynb #bb7f599e
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -223,60 +271,6 @@ def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
     if dev.type == "cuda": dev = torch.device("cuda", local); torch.cuda.set_device(dev)
     if not dist.is_initialized(): dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return rank, world, dev
-
-# %% ../nbs/08_trainer.ipynb #91b55645
-class Callback:
-    "Base class: override the events you need."
-    order = 0 # callbacks run in increasing `order`
-    @property
-    def name(self): return type(self).__name__
-
-class ProgressBar(Callback):
-    "A tqdm.auto bar with the loss and samples/s (notebook widget in Jupyter, text in a terminal or papermill log)."
-    order = 90
-    def before_fit(self, t):
-        self.bar = tqdm(total=t.cfg.steps, initial=t.step, disable=t.rank != 0, desc=t.desc,
-                        dynamic_ncols=True, mininterval=1.0)
-    def after_record(self, t):
-        self.bar.update(1)
-        if t.step % max(1, t.cfg.log_every) == 0 or t.step == t.cfg.steps:
-            r = t.record
-            self.bar.set_postfix(loss=f"{r['loss']:.3f}", sps=f"{r['samples_per_s']:.0f}", lr=f"{r['lr']:.1e}", refresh=False)
-    def after_fit(self, t): self.bar.close()
-
-class JsonlLogger(Callback):
-    "Append each step's record to `metrics.jsonl` (rank 0)."
-    order = 80
-    def before_fit(self, t):
-        self.path = t.run_dir / "metrics.jsonl"
-        if t.rank != 0: self.f = None; return
-        if t.step > 0 and self.path.exists():  # resuming: drop records past the checkpoint we resume from
-            keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= t.step]
-            self.path.write_text("".join(l + "\n" for l in keep))
-        elif t.step == 0: self.path.unlink(missing_ok=True)
-        self.f = open(self.path, "a")
-    def after_record(self, t):
-        if self.f: self.f.write(json.dumps(t.record) + "\n"); self.f.flush()
-    def after_fit(self, t):
-        if self.f: self.f.close()
-
-class TensorBoardLogger(Callback):
-    "Scalars of each record to TensorBoard under `tb/` (rank 0)."
-    order = 81
-    def before_fit(self, t):
-        self.w = None
-        if t.rank == 0 and t.cfg.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-            self.w = SummaryWriter(str(t.run_dir / "tb"), purge_step=t.step + 1 if t.step else None)
-    def after_record(self, t):
-        if self.w:
-            for k, v in t.record.items():
-                if k != "step" and isinstance(v, (int, float)): self.w.add_scalar(k, v, t.step)
-    def after_eval(self, t):
-        if self.w:
-            for _, r in t.eval_table.iterrows(): self.w.add_scalar(f"eval/{r['task']}/{r['metric']}", r["value"], t.step)
-    def after_fit(self, t):
-        if self.w: self.w.close()
 
 # %% ../nbs/08_trainer.ipynb #11594811
 LOSS_KIND = {"clip": "softmax", "siglip": "sigmoid"}
@@ -337,9 +331,8 @@ class ACIDSelection(Callback):
 
     def select(self, t):
         c, s, t0 = t.cfg, t.scores, time.perf_counter()
-        joint = {"n_chunks": c.n_chunks, "loss": LOSS_KIND[c.loss], "score": c.score} if c.selection == "joint" else {}
-        t.keep = select(c.selection, c.batch_size, s["score"], s["learner_logits"], s["ref_logits"],
-                        c.select_temperature, self.gen, **joint)  # (b,) indices into the super-batch
+        t.keep = select(c.selection, c.batch_size, s["score"], s["learner_logits"], s["ref_logits"], c.select_temperature,
+                        self.gen, n_chunks=c.n_chunks, loss=LOSS_KIND[c.loss], score=c.score)  # (b,) indices into the super-batch
         self.select_time = time.perf_counter() - t0
         if c.selection_every and (t.step + 1) % c.selection_every == 0: self._record(t)
 
@@ -349,9 +342,7 @@ class ACIDSelection(Callback):
         t.selection_record = {"step": t.step + 1, "id": np.array(t.batch["id"]), "learner_loss": cpu("learner_loss"),
                               "ref_loss": cpu("ref_loss"), "score": cpu("score"), "selected": sel.numpy(),
                               "corruption": np.array([m.get("corruption", "") for m in t.batch["meta"]])}
-        if t.rank == 0:
-            atomic_write(t.run_dir / "selection" / f"step-{t.step + 1:07d}.npz",
-                         lambda f: np.savez_compressed(f, **t.selection_record))
+        if t.rank == 0: write_selection(t.run_dir, t.selection_record)
 
 class KDLoss(Callback):
     "Add softmax knowledge distillation from a frozen teacher on the trained batch."
@@ -441,7 +432,7 @@ class Trainer:
         self.bundle = create(cfg.model, cfg.pretrained, device=self.device, **model_kwargs(cfg.loss))
         self.raw_model, self.model_name = self.bundle.model, cfg.model
         self.data_info = self._data()
-        selecting = cfg.method in ("acid", "aced")
+        selecting = METHODS[cfg.method].selects
         self.super_batch = math.ceil(cfg.batch_size / (1 - cfg.filter_ratio)) if selecting else cfg.batch_size
         self.loader = ImageTextLoader(self.data_info["train"], self.bundle.preprocess, self.bundle.tokenizer,
                                       batch_size=self.super_batch, num_workers=cfg.num_workers, shuffle=True,
@@ -477,20 +468,14 @@ class Trainer:
 
     def method_callbacks(self) -> list:
         "The callbacks that make `cfg.method` (selection and/or KD) and module distillation (`cfg.module_distill`)."
-        cfg, cbs, ref, frozen = self.cfg, [], None, {}
+        cfg, frozen = self.cfg, {}
         def load(name, weights):  # each frozen model once, shared by the callbacks that use it
             if (name, weights) not in frozen: frozen[name, weights] = load_frozen(name, weights, self.device)
             return frozen[name, weights]
-        teacher = lambda: load(cfg.teacher_model or cfg.reference_model, cfg.teacher or cfg.reference)
-        if cfg.method in ("acid", "aced"):
-            ref = load(cfg.reference_model, cfg.reference)
-            cbs.append(ACIDSelection(ref, self.device, cfg.seed * 1000 + self.rank, open_reference_cache(cfg, ref, self.bundle, self.rank)))
-        if cfg.method in ("kd", "aced"):
-            if ref is not None and cfg.teacher is None: cbs.append(KDLoss(ref, reuse_reference=True))
-            else: cbs.append(KDLoss(teacher()))
+        cbs = list(METHODS[cfg.method].callbacks(self, load))
         if cfg.module_distill is not None:
             from aced_lab.optima import ModuleDistill  # lazily: optima sits below the trainer
-            cbs.append(ModuleDistill(teacher(), cfg.module_distill, cfg.module_image_groups, cfg.module_text_groups,
+            cbs.append(ModuleDistill(load_teacher(self, load), cfg.module_distill, cfg.module_image_groups, cfg.module_text_groups,
                                      cfg.module_heads, cfg.module_episode, cfg.module_weight, cfg.module_probe_size,
                                      seed=cfg.seed, window=cfg.module_window, discount=cfg.module_discount))
         return cbs
@@ -662,8 +647,3 @@ def cache_reference(cfg: TrainConfig | dict, # a training config naming the data
     cache.flush()
     if dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
     return cache.reload()
-
-def load_records(run_dir) -> list[dict]:
-    "The per-step records of a run, from its `metrics.jsonl`."
-    p = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()]

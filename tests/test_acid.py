@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from aced_lab.core import ConfigError
 from aced_lab.losses import softmax_loss
-from aced_lab.acid import (LOSSES, METHODS, SCORES, example_scores, joint_scores, n_keep, select, select_joint,
+from aced_lab.acid import (LOSSES, SELECTORS, SCORES, example_scores, joint_scores, n_keep, select, select_joint,
                            select_sample, select_topk)
 
 
@@ -23,7 +23,7 @@ def test_example_scores():
     assert torch.equal(example_scores(None, rl, "iid"), torch.zeros(3))
     with pytest.raises(ValueError, match="needs the learner loss"): example_scores(None, rl, "learnability")
     with pytest.raises(ConfigError, match="hard_learner"): example_scores(ll, rl, "hard-learner")
-    assert SCORES == ("learnability", "hard_learner", "easy_reference", "iid")
+    assert list(SCORES) == ["learnability", "hard_learner", "easy_reference", "iid"]
 
 
 @pytest.mark.parametrize("B,f,b", [(1280, 0.8, 256), (64, 0.8, 13), (10, 0.0, 10), (5, 0.95, 1), (7, 0.5, 4)])
@@ -137,7 +137,7 @@ def joint_slow(xl, xr, b, n_chunks, loss, score, generator):
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("score", SCORES)
+@pytest.mark.parametrize("score", list(SCORES))
 def test_select_joint_matches_direct_form(loss, score):
     g = seeded(1)
     xl, xr = 2 * torch.randn(40, 40, generator=g, dtype=torch.float64), 2 * torch.randn(40, 40, generator=g, dtype=torch.float64)
@@ -206,12 +206,13 @@ def test_joint_learnability_avoids_noise(loss):
 
 def test_select_dispatcher():
     s = torch.tensor([0.1, 3., -1., 2., 0.5])
-    assert METHODS == ("topk", "sample", "joint")
+    assert list(SELECTORS) == ["topk", "sample", "joint"]
     assert select("topk", 2, s).tolist() == [1, 3]
     assert torch.equal(select("sample", 3, s, generator=seeded(0)), select_sample(s, 3, generator=seeded(0)))
     xl, xr, _ = planted_logits("softmax")
     assert torch.equal(select("joint", 8, learner_logits=xl, ref_logits=xr, n_chunks=4, loss="softmax", generator=seeded(0)),
                        select_joint(xl, xr, 8, 4, "softmax", generator=seeded(0)))
     with pytest.raises(ConfigError, match="Did you mean 'joint'"): select("jont", 2, s)
-    with pytest.raises(ValueError, match="needs `scores`"): select("topk", 2)
-    with pytest.raises(ValueError, match="takes no n_chunks"): select("sample", 2, s, n_chunks=3)
+    with pytest.raises(ValueError, match="needs per-example `scores`"): select("topk", 2)
+    assert torch.equal(select("sample", 3, s, n_chunks=3, generator=seeded(0)),  # context a selector does not read is ignored
+                       select_sample(s, 3, generator=seeded(0)))

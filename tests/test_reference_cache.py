@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from aced_lab.models import create, save_weights
-from aced_lab.trainer import train, load_records
+from aced_lab.records import load_records
+from aced_lab.trainer import train
 
 SMALL = dict(n_train=256, n_eval=64, shard_size=64, eval_max_samples=64, batch_size=16, filter_ratio=0.5, n_chunks=4,
              steps=3, warmup=1, num_workers=0, ckpt_every=0, tensorboard=False, selection_every=0, method="acid",
