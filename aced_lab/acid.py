@@ -14,7 +14,8 @@ from .core import check_choice
 # %% auto #0
 __all__ = ['SCORES', 'LOSSES', 'SELECTORS', 'Score', 'register_score', 'learnability', 'hard_learner', 'easy_reference', 'iid',
            'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample', 'joint_scores', 'select_joint',
-           'register_selector', 'select', 'score_super_batch', 'ReferenceCache']
+           'register_selector', 'select', 'score_super_batch', 'ReferenceCache', 'reference_scalars', 'ACIDSelection',
+           'open_reference_cache']
 
 # %% ../nbs/06_acid.ipynb #4dc8ad7f
 @dataclass(frozen=True)
@@ -363,3 +364,84 @@ class ReferenceCache:
         name = f"part-r{self.rank:03d}-{uuid.uuid4().hex[:12]}.npz"  # unique across processes, runs and caches
         atomic_write(self.dir / name, lambda f: np.savez(f, id=ids, digest=digests, image_features=img, text_features=txt))
         self._buf = []
+
+# %% ../nbs/06_acid.ipynb #32b687b6
+import time
+from .core import autocast, cache_dir
+from .callbacks import Callback
+from .records import write_selection
+from .models import pair_gflops, fingerprint, inputs_key
+from .losses import LOSS_KIND
+
+def reference_scalars(model: torch.nn.Module) -> dict:
+    "The reference's logit scale (exponentiated, as models output it) and bias, which cached features need."
+    d = {"logit_scale": model.logit_scale.exp()}
+    if getattr(model, "logit_bias", None) is not None: d["logit_bias"] = model.logit_bias
+    return {k: v.detach().float() for k, v in d.items()}
+
+
+class ACIDSelection(Callback):
+    "Keep the `batch_size` examples of each super-batch chosen by learnability against a frozen reference."
+    order = 10
+    def __init__(self, reference: torch.nn.Module, device: torch.device, seed: int, cache: ReferenceCache | None = None):
+        self.reference, self.gflops, self.cache = reference, pair_gflops(reference), cache
+        self.scalars = reference_scalars(reference)
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.warned_stale = False
+    def state_dict(self): return {"gen": self.gen.get_state()}
+    def load_state_dict(self, d): self.gen.set_state(d["gen"])
+
+    def score(self, t):
+        ids, digests, B = t.batch["id"], t.batch["digest"], len(t.batch["id"])
+        cached = self.cache.get(digests) if self.cache is not None else None  # (B, D_ref) x 2, or None
+        self.stale = self.cache.stale(ids, digests) if self.cache is not None and cached is None else 0
+        if self.stale and not self.warned_stale:
+            self.warned_stale = True
+            warnings.warn(f"reference cache {self.cache.dir}: {self.stale} of the {B} samples of step {t.step + 1} have ids it "
+                          "holds for other content (another dataset under the same shard/key names, or a shard rewritten in "
+                          "place). Their reference embeddings are recomputed, never served; `ref_cache_stale` in "
+                          "metrics.jsonl counts them per step.", stacklevel=2)
+        t.raw_model.eval()  # scoring is inference: no dropout, and torch's fused attention path (1.6x faster here)
+        with torch.no_grad(), autocast(t.device, t.cfg.precision):
+            learner = t.raw_model(t.images, t.texts)  # features (B, D)
+            if cached is None:
+                t.ref_out = self.reference(t.images, t.texts)  # features (B, D_ref)
+                t.step_gflops["ref_score"] = self.gflops * B
+                if self.cache is not None: self.cache.put(ids, digests, t.ref_out["image_features"], t.ref_out["text_features"])
+        t.raw_model.train()
+        if cached is not None:
+            t.ref_out = {"image_features": cached[0].to(t.device), "text_features": cached[1].to(t.device), **self.scalars}
+        t.scores = score_super_batch(learner, t.ref_out, LOSS_KIND[t.cfg.loss], t.cfg.score)
+        t.step_gflops["learner_score"] = t.student_gflops * B
+        self.hit = cached is not None
+
+    def after_step(self, t): t.record.update(ref_cache_hit=int(self.hit), ref_cache_stale=self.stale, select_time=self.select_time)
+    def after_checkpoint(self, t):
+        if self.cache is not None: self.cache.flush()
+    after_fit = after_checkpoint
+
+    def select(self, t):
+        c, s, t0 = t.cfg, t.scores, time.perf_counter()
+        t.keep = select(c.selection, c.batch_size, s["score"], s["learner_logits"], s["ref_logits"], c.select_temperature,
+                        self.gen, n_chunks=c.n_chunks, loss=LOSS_KIND[c.loss], score=c.score)  # (b,) indices into the super-batch
+        self.select_time = time.perf_counter() - t0
+        if c.selection_every and (t.step + 1) % c.selection_every == 0: self._record(t)
+
+    def _record(self, t):
+        sel = torch.zeros(len(t.batch["id"]), dtype=torch.bool); sel[t.keep.cpu()] = True
+        cpu = lambda k: t.scores[k].float().cpu().numpy()
+        t.selection_record = {"step": t.step + 1, "id": np.array(t.batch["id"]), "learner_loss": cpu("learner_loss"),
+                              "ref_loss": cpu("ref_loss"), "score": cpu("score"), "selected": sel.numpy(),
+                              "corruption": np.array([m.get("corruption", "") for m in t.batch["meta"]])}
+        if t.rank == 0: write_selection(t.run_dir, t.selection_record)
+
+
+def open_reference_cache(cfg, # a config: its `reference_cache` names the folder ("auto", a path, or None)
+                         reference: torch.nn.Module, # the frozen reference
+                         inputs, # a `ModelBundle`: what makes the inputs the reference is fed: the student's preprocessing and tokenizer
+                         rank: int = 0,
+                        ) -> ReferenceCache | None:
+    "The reference cache `cfg` asks for (None when off), in a folder named after the reference and the inputs it sees."
+    if cfg.reference_cache is None: return None
+    root = cache_dir("reference") if cfg.reference_cache == "auto" else Path(cfg.reference_cache)
+    return ReferenceCache(root, f"{fingerprint(reference)}-{inputs_key(inputs)}", rank=rank)

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from .core import check_choice
 
 # %% auto #0
-__all__ = ['REDUCTIONS', 'LOSS_KINDS', 'pair_logits', 'softmax_loss', 'sigmoid_pair_loss', 'sigmoid_loss', 'contrastive_loss',
-           'softmax_kd_loss', 'kd_loss']
+__all__ = ['REDUCTIONS', 'LOSS_KINDS', 'LOSS_KIND', 'pair_logits', 'softmax_loss', 'sigmoid_pair_loss', 'sigmoid_loss',
+           'contrastive_loss', 'softmax_kd_loss', 'kd_loss', 'KDLoss']
 
 # %% ../nbs/04_losses.ipynb #fdbcf955
 REDUCTIONS = ("none", "mean", "sum")
@@ -119,3 +119,23 @@ def kd_loss(student_out: dict, # student output dict: image_features, text_featu
     logits = [pair_logits(o["image_features"], o["text_features"], o["logit_scale"])  # (B, B) each
               for o in (student_out, teacher_out)]
     return {"kd_loss": weight * softmax_kd_loss(*logits, temperature, reduction)}
+
+# %% ../nbs/04_losses.ipynb #52c77f10
+from .callbacks import Callback
+from .models import pair_gflops
+
+LOSS_KIND = {"clip": "softmax", "siglip": "sigmoid"}
+
+class KDLoss(Callback):
+    "Add softmax knowledge distillation from a frozen teacher on the trained batch."
+    order = 20
+    def __init__(self, teacher: torch.nn.Module, reuse_reference: bool = False):
+        self.teacher, self.reuse, self.gflops = teacher, reuse_reference, pair_gflops(teacher)
+    def after_loss(self, t):
+        if self.reuse and t.keep is not None:  # the reference's features of the kept rows, computed for selection
+            k = t.keep.to(t.ref_out["image_features"].device)
+            tout = {**t.ref_out, "image_features": t.ref_out["image_features"][k], "text_features": t.ref_out["text_features"][k]}
+        else:
+            with torch.no_grad(): tout = self.teacher(t.images, t.texts)
+            t.step_gflops["teacher"] = self.gflops * len(t.images)
+        t.losses.update(kd_loss(t.out, tout, t.cfg.kd_temperature, t.cfg.kd_weight))

@@ -16,7 +16,7 @@ from .core import get_device, atomic_write
 
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'SHIPPED_MODELS', 'register_configs', 'ModelBundle', 'create', 'save_weights', 'load_weights',
-           'count_params', 'inference_flops', 'hash_weights', 'fingerprint', 'inputs_key']
+           'count_params', 'inference_flops', 'hash_weights', 'fingerprint', 'inputs_key', 'load_frozen', 'pair_gflops']
 
 # %% ../nbs/03_models.ipynb #906fe3e4
 CONFIG_DIR = Path(str(importlib.resources.files("aced_lab"))) / "model_configs"
@@ -141,3 +141,12 @@ def inputs_key(bundle: ModelBundle, # the model whose preprocessing and tokenize
     h = hashlib.sha256(repr(sorted(bundle.model.visual.preprocess_cfg.items())).encode())
     h.update(torch.as_tensor(bundle.tokenizer(["a probe caption: 2 red circles, IMG_0423!"])).numpy().tobytes())
     return h.hexdigest()[:8]
+
+# %% ../nbs/03_models.ipynb #582939f3
+def load_frozen(name: str, weights, device) -> torch.nn.Module:
+    "An open_clip model for scoring or distillation: eval mode, no gradients."
+    return create(name, weights, device=device).model.eval().requires_grad_(False)
+
+def pair_gflops(model: torch.nn.Module) -> float:
+    "Forward GFLOPs to encode one image and one text."
+    f = inference_flops(model); return f["image_gflops"] + f["text_gflops"]

@@ -18,23 +18,20 @@ from tqdm.auto import tqdm
 import aced_lab
 from .core import (set_seed, get_device, autocast, setup_backend, from_dict, check_choice, to_dict,
                            ConfigError, atomic_write, atomic_write_json, import_plugins)
-from .models import create, ModelBundle, count_params, inference_flops
+from .models import create, ModelBundle, count_params, inference_flops, load_frozen, pair_gflops
 from .data import ImageTextLoader
 from . import synthetic
 from .eval import evaluate, SUITES
-from .losses import kd_loss
-from .acid import score_super_batch, select, SCORES, SELECTORS, ReferenceCache
-from .models import fingerprint, inputs_key
-from .core import cache_dir
+from .losses import KDLoss
+from .acid import SCORES, SELECTORS, ReferenceCache, ACIDSelection, open_reference_cache
 from .callbacks import Callback, ProgressBar, JsonlLogger, TensorBoardLogger
-from .records import load_records, write_selection
+from .records import load_records
 
 # %% auto #0
-__all__ = ['METHODS', 'MODULE_POLICIES', 'LOSSES', 'EMBEDDED', 'LOSS_KIND', 'TrainConfig', 'Method', 'register_method',
-           'load_reference', 'load_teacher', 'acid_selection', 'make_optimizer', 'lr_lambda', 'make_loss',
-           'ClipLossDict', 'SigLipLossDict', 'model_kwargs', 'init_distributed', 'load_frozen', 'pair_gflops',
-           'reference_scalars', 'ACIDSelection', 'KDLoss', 'open_reference_cache', 'NonFiniteLossError',
-           'corruption_stats', 'Trainer', 'train', 'cache_reference']
+__all__ = ['METHODS', 'MODULE_POLICIES', 'LOSSES', 'EMBEDDED', 'TrainConfig', 'Method', 'register_method', 'load_reference',
+           'load_teacher', 'acid_selection', 'make_optimizer', 'lr_lambda', 'make_loss', 'ClipLossDict',
+           'SigLipLossDict', 'model_kwargs', 'init_distributed', 'NonFiniteLossError', 'corruption_stats', 'Trainer',
+           'train', 'cache_reference']
 
 # %% ../nbs/08_trainer.ipynb #38ac1ce7
 METHODS: dict[str, "Method"] = {} # name -> Method, filled by `register_method` (iid, kd, acid, aced, optima below)
@@ -271,103 +268,6 @@ def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
     if dev.type == "cuda": dev = torch.device("cuda", local); torch.cuda.set_device(dev)
     if not dist.is_initialized(): dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return rank, world, dev
-
-# %% ../nbs/08_trainer.ipynb #11594811
-LOSS_KIND = {"clip": "softmax", "siglip": "sigmoid"}
-
-def load_frozen(name: str, weights, device) -> torch.nn.Module:
-    "An open_clip model for scoring or distillation: eval mode, no gradients."
-    return create(name, weights, device=device).model.eval().requires_grad_(False)
-
-def pair_gflops(model: torch.nn.Module) -> float:
-    "Forward GFLOPs to encode one image and one text."
-    f = inference_flops(model); return f["image_gflops"] + f["text_gflops"]
-
-def reference_scalars(model: torch.nn.Module) -> dict:
-    "The reference's logit scale (exponentiated, as models output it) and bias, which cached features need."
-    d = {"logit_scale": model.logit_scale.exp()}
-    if getattr(model, "logit_bias", None) is not None: d["logit_bias"] = model.logit_bias
-    return {k: v.detach().float() for k, v in d.items()}
-
-class ACIDSelection(Callback):
-    "Keep the `batch_size` examples of each super-batch chosen by learnability against a frozen reference."
-    order = 10
-    def __init__(self, reference: torch.nn.Module, device: torch.device, seed: int, cache: ReferenceCache | None = None):
-        self.reference, self.gflops, self.cache = reference, pair_gflops(reference), cache
-        self.scalars = reference_scalars(reference)
-        self.gen = torch.Generator(device=device).manual_seed(seed)
-        self.warned_stale = False
-    def state_dict(self): return {"gen": self.gen.get_state()}
-    def load_state_dict(self, d): self.gen.set_state(d["gen"])
-
-    def score(self, t):
-        ids, digests, B = t.batch["id"], t.batch["digest"], len(t.batch["id"])
-        cached = self.cache.get(digests) if self.cache is not None else None  # (B, D_ref) x 2, or None
-        self.stale = self.cache.stale(ids, digests) if self.cache is not None and cached is None else 0
-        if self.stale and not self.warned_stale:
-            self.warned_stale = True
-            warnings.warn(f"reference cache {self.cache.dir}: {self.stale} of the {B} samples of step {t.step + 1} have ids it "
-                          "holds for other content (another dataset under the same shard/key names, or a shard rewritten in "
-                          "place). Their reference embeddings are recomputed, never served; `ref_cache_stale` in "
-                          "metrics.jsonl counts them per step.", stacklevel=2)
-        t.raw_model.eval()  # scoring is inference: no dropout, and torch's fused attention path (1.6x faster here)
-        with torch.no_grad(), autocast(t.device, t.cfg.precision):
-            learner = t.raw_model(t.images, t.texts)  # features (B, D)
-            if cached is None:
-                t.ref_out = self.reference(t.images, t.texts)  # features (B, D_ref)
-                t.step_gflops["ref_score"] = self.gflops * B
-                if self.cache is not None: self.cache.put(ids, digests, t.ref_out["image_features"], t.ref_out["text_features"])
-        t.raw_model.train()
-        if cached is not None:
-            t.ref_out = {"image_features": cached[0].to(t.device), "text_features": cached[1].to(t.device), **self.scalars}
-        t.scores = score_super_batch(learner, t.ref_out, LOSS_KIND[t.cfg.loss], t.cfg.score)
-        t.step_gflops["learner_score"] = t.student_gflops * B
-        self.hit = cached is not None
-
-    def after_step(self, t): t.record.update(ref_cache_hit=int(self.hit), ref_cache_stale=self.stale, select_time=self.select_time)
-    def after_checkpoint(self, t):
-        if self.cache is not None: self.cache.flush()
-    after_fit = after_checkpoint
-
-    def select(self, t):
-        c, s, t0 = t.cfg, t.scores, time.perf_counter()
-        t.keep = select(c.selection, c.batch_size, s["score"], s["learner_logits"], s["ref_logits"], c.select_temperature,
-                        self.gen, n_chunks=c.n_chunks, loss=LOSS_KIND[c.loss], score=c.score)  # (b,) indices into the super-batch
-        self.select_time = time.perf_counter() - t0
-        if c.selection_every and (t.step + 1) % c.selection_every == 0: self._record(t)
-
-    def _record(self, t):
-        sel = torch.zeros(len(t.batch["id"]), dtype=torch.bool); sel[t.keep.cpu()] = True
-        cpu = lambda k: t.scores[k].float().cpu().numpy()
-        t.selection_record = {"step": t.step + 1, "id": np.array(t.batch["id"]), "learner_loss": cpu("learner_loss"),
-                              "ref_loss": cpu("ref_loss"), "score": cpu("score"), "selected": sel.numpy(),
-                              "corruption": np.array([m.get("corruption", "") for m in t.batch["meta"]])}
-        if t.rank == 0: write_selection(t.run_dir, t.selection_record)
-
-class KDLoss(Callback):
-    "Add softmax knowledge distillation from a frozen teacher on the trained batch."
-    order = 20
-    def __init__(self, teacher: torch.nn.Module, reuse_reference: bool = False):
-        self.teacher, self.reuse, self.gflops = teacher, reuse_reference, pair_gflops(teacher)
-    def after_loss(self, t):
-        if self.reuse and t.keep is not None:  # the reference's features of the kept rows, computed for selection
-            k = t.keep.to(t.ref_out["image_features"].device)
-            tout = {**t.ref_out, "image_features": t.ref_out["image_features"][k], "text_features": t.ref_out["text_features"][k]}
-        else:
-            with torch.no_grad(): tout = self.teacher(t.images, t.texts)
-            t.step_gflops["teacher"] = self.gflops * len(t.images)
-        t.losses.update(kd_loss(t.out, tout, t.cfg.kd_temperature, t.cfg.kd_weight))
-
-# %% ../nbs/08_trainer.ipynb #09d8582a
-def open_reference_cache(cfg: TrainConfig, # names the cache folder (`reference_cache`)
-                         reference: torch.nn.Module, # the frozen reference
-                         inputs: ModelBundle, # what makes the inputs the reference is fed: the student's preprocessing and tokenizer
-                         rank: int = 0,
-                        ) -> ReferenceCache | None:
-    "The reference cache `cfg` asks for (None when off), in a folder named after the reference and the inputs it sees."
-    if cfg.reference_cache is None: return None
-    root = cache_dir("reference") if cfg.reference_cache == "auto" else Path(cfg.reference_cache)
-    return ReferenceCache(root, f"{fingerprint(reference)}-{inputs_key(inputs)}", rank=rank)
 
 # %% ../nbs/08_trainer.ipynb #9ef1cbdc
 class NonFiniteLossError(FloatingPointError):
