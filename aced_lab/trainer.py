@@ -25,6 +25,7 @@ from .eval import evaluate, SUITES
 from .losses import KDLoss
 from .acid import SCORES, SELECTORS, ReferenceCache, ACIDSelection, open_reference_cache
 from .callbacks import Callback, ProgressBar, JsonlLogger, TensorBoardLogger
+from .bandits import POLICIES
 from .records import load_records
 
 # %% auto #0
@@ -35,7 +36,7 @@ __all__ = ['METHODS', 'MODULE_POLICIES', 'LOSSES', 'EMBEDDED', 'TrainConfig', 'M
 
 # %% ../nbs/08_trainer.ipynb #38ac1ce7
 METHODS: dict[str, "Method"] = {} # name -> Method, filled by `register_method` (iid, kd, acid, aced, optima below)
-MODULE_POLICIES = ("optima", "ts", "uniform", "round_robin", "all", "none") # `aced_lab.optima.POLICIES`
+MODULE_POLICIES = tuple(POLICIES) # the bandit policies of `aced_lab.bandits`: optima, ts, uniform, round_robin, all, none
 LOSSES = ("clip", "siglip")
 EMBEDDED = ("shapes", "digits") # datasets aced_lab generates itself
 

@@ -43,8 +43,15 @@ def test_only_entry_points_import_the_trainer():
     assert importers - ENTRY_POINTS <= {"dashboards"}, importers  # dashboards: only inside train_in_background
     top = {m for m, deps in graph().items() if "trainer" in deps}
     assert top <= ENTRY_POINTS, f"{top - ENTRY_POINTS} import the trainer at module level"
-    for ground in ("callbacks", "records", "acid", "optima", "rules"):
+    for ground in ("callbacks", "records", "acid", "bandits", "optima", "rules"):
         assert "trainer" not in graph(top_level_only=False)[ground]
+
+
+def test_bandits_are_pure_numpy():
+    tree = ast.parse((PKG / "bandits.py").read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    assert "torch" not in names and "numpy" in names, names
 
 
 def test_dashboards_replay_a_run_without_the_trainer(tmp_path):
