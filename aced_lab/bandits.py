@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 import numpy as np
-from .core import ConfigError, check_choice
+from .core import ConfigError, check_choice, check_int
 
 # %% auto #0
 __all__ = ['ALL', 'NONE', 'POLICIES', 'OPTIMA_DISCOUNT', 'BanditConfig', 'Policy', 'ThompsonSampling', 'UniformRandom',
@@ -17,10 +17,6 @@ __all__ = ['ALL', 'NONE', 'POLICIES', 'OPTIMA_DISCOUNT', 'BanditConfig', 'Policy
 
 # %% ../nbs/07a_bandits.ipynb #0f33d6ef
 ALL, NONE = -1, -2 # the pseudo-arms of the "all" and "none" baselines
-
-def _check_int(name, v, lo):
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
-        raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
 
 @dataclass(frozen=True)
 class BanditConfig:
@@ -34,8 +30,8 @@ class BanditConfig:
     explore_first: bool = True # pull every arm once before sampling
     seed: int = 0 # seed of the policy's numpy Generator
     def __post_init__(self):
-        _check_int("n_arms", self.n_arms, 1)
-        if self.window is not None: _check_int("window", self.window, 1)
+        check_int("n_arms", self.n_arms, 1)
+        if self.window is not None: check_int("window", self.window, 1)
         if self.discount is not None and not (0 < self.discount <= 1):
             raise ConfigError(f"discount must be in (0, 1], got {self.discount!r}")
         for k in ("prior_std", "noise_std"):

@@ -13,7 +13,7 @@ import torch
 
 # %% auto #0
 __all__ = ['set_seed', 'get_device', 'autocast', 'setup_backend', 'ConfigError', 'from_dict', 'check_choice', 'to_dict',
-           'import_plugins', 'atomic_write', 'atomic_write_json', 'cache_dir', 'dir_lock']
+           'check_int', 'check_ints', 'import_plugins', 'atomic_write', 'atomic_write_json', 'cache_dir', 'dir_lock']
 
 # %% ../nbs/00_core.ipynb #8cd37205
 def set_seed(seed: int, # seed for `random`, numpy and torch (all devices)
@@ -83,6 +83,26 @@ def check_choice(name: str, # the parameter's name
 def to_dict(cfg) -> dict:
     "A JSON-ready dict of a (possibly nested) dataclass."
     return json.loads(json.dumps(asdict(cfg), default=str))
+
+# %% ../nbs/00_core.ipynb #7e6e176e
+def check_int(name: str, # the parameter's name
+              value, # its value
+              lo: int = 0, # the smallest allowed value
+              optional: bool = False, # None is allowed too
+             ) -> None:
+    "Raise `ConfigError` unless `value` is an integer (not a bool) >= `lo`, or None when `optional`."
+    if optional and value is None: return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        what = {0: "a non-negative integer", 1: "a positive integer"}.get(lo, f"an integer >= {lo}")
+        raise ConfigError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")
+
+def check_ints(cfg, # a config object
+               names, # the fields to check
+               lo: int = 0, # the smallest allowed value
+               optional: bool = False, # None is allowed too
+              ) -> None:
+    "`check_int` on several fields of `cfg`."
+    for k in names: check_int(k, getattr(cfg, k), lo, optional)
 
 # %% ../nbs/00_core.ipynb #14a6b16a
 def import_plugins(modules, # None, a module name, comma-separated names, or a list of names

@@ -16,7 +16,7 @@ import plotly.colors
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 import ipywidgets as widgets
-from .core import ConfigError, atomic_write
+from .core import ConfigError, atomic_write, check_ints
 from .data import expand_urls, shard_stem, is_remote, IMAGE_EXTS
 from .synthetic import CORRUPTIONS
 from .callbacks import Callback
@@ -287,9 +287,7 @@ class DashboardConfig:
     height: int = 320 # plot height, pixels
     snapshot: bool = True # at the end of a live run, write self-contained HTML to run_dir/dashboards/
     def __post_init__(self):
-        for k in ("every", "top_k", "bins", "thumb", "height"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ConfigError(f"{k} must be a positive integer, got {v!r}")
+        check_ints(self, ("every", "top_k", "bins", "thumb", "height"), 1)
         if not self.max_fps > 0: raise ConfigError(f"max_fps must be positive, got {self.max_fps!r}")
         if not 0 < self.budget <= 1: raise ConfigError(f"budget must be in (0, 1], got {self.budget!r}")
 

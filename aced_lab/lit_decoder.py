@@ -16,7 +16,7 @@ import open_clip
 from open_clip.tokenizer import SimpleTokenizer
 import pandas as pd
 from tqdm.auto import tqdm
-from .core import (ConfigError, from_dict, check_choice, to_dict, atomic_write, atomic_write_json, cache_dir,
+from .core import (ConfigError, from_dict, check_choice, check_int, check_ints, to_dict, atomic_write, atomic_write_json, cache_dir,
                            dir_lock, autocast)
 from .models import create, hash_weights
 from .data import ImageTextLoader, expand_urls
@@ -117,19 +117,14 @@ class LitConfig:
         if self.encoder != "auto" and self.encoder not in open_clip.list_models():
             raise ConfigError(f"encoder={self.encoder!r} is not an open_clip architecture (or 'auto')")
         check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
-        for k in ("layers", "width", "heads", "context_length", "steps", "batch_size", "beam_size", "max_len", "n_train",
-                  "n_eval", "shard_size", "keep_checkpoints"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ConfigError(f"{k} must be a positive integer, got {v!r}")
-        for k in ("warmup", "ckpt_every", "eval_every", "log_every", "num_workers", "encoder_seed"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ConfigError(f"{k} must be a non-negative integer, got {v!r}")
+        check_ints(self, ("layers", "width", "heads", "context_length", "steps", "batch_size", "beam_size", "max_len", "n_train",
+                          "n_eval", "shard_size", "keep_checkpoints"), 1)
+        check_ints(self, ("warmup", "ckpt_every", "eval_every", "log_every", "num_workers", "encoder_seed"), 0)
         if self.width % self.heads: raise ConfigError(f"width={self.width} must be a multiple of heads={self.heads}")
         if not (self.lr > 0 and math.isfinite(self.lr)): raise ConfigError(f"lr must be positive, got {self.lr!r}")
         if not 0 <= self.caption_frac <= 1: raise ConfigError(f"caption_frac must be in [0, 1], got {self.caption_frac!r}")
         if not 0 <= self.dropout < 1: raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.eval_max_samples is not None and (not isinstance(self.eval_max_samples, int) or self.eval_max_samples < 1):
-            raise ConfigError(f"eval_max_samples must be a positive integer or None, got {self.eval_max_samples!r}")
+        check_int("eval_max_samples", self.eval_max_samples, 1, optional=True)
         if self.data not in EMBEDDED and self.eval_data is None:
             raise ConfigError("data is a shard spec or CSV file: pass eval_data (the held-out split to caption)")
         return self

@@ -15,9 +15,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.distributed as dist
 from torch.utils.flop_counter import FlopCounterMode
-from .core import ConfigError, check_choice, autocast
+from .core import ConfigError, check_choice, check_int, autocast
 from .callbacks import Callback
-from .bandits import ALL, NONE, POLICIES, Policy, BanditConfig, make_policy, _check_int
+from .bandits import ALL, NONE, POLICIES, Policy, BanditConfig, make_policy
 from .records import JsonlLog, load_bandit_records
 
 # %% auto #0
@@ -29,14 +29,14 @@ def depth_map(n_student: int, # blocks in the student tower
               n_teacher: int, # blocks in the teacher tower
              ) -> list[int]:
     "Teacher block (0-based) for each student block: uniform depth, the last block to the last block."
-    _check_int("n_student", n_student, 1); _check_int("n_teacher", n_teacher, 1)
+    check_int("n_student", n_student, 1); check_int("n_teacher", n_teacher, 1)
     return [-(-(i + 1) * n_teacher // n_student) - 1 for i in range(n_student)]  # ⌈i·N/n⌉, 0-based
 
 def split_groups(n_blocks: int, # blocks in the tower
                  n_groups: int, # groups wanted
                 ) -> list[tuple[int, ...]]:
     "Cut blocks 0…n_blocks-1 into `n_groups` consecutive groups of near-equal size (earlier groups get the extra)."
-    _check_int("groups", n_groups, 0)
+    check_int("groups", n_groups, 0)
     if n_groups > n_blocks: raise ConfigError(f"cannot cut {n_blocks} blocks into {n_groups} groups")
     return [tuple(int(i) for i in g) for g in np.array_split(np.arange(n_blocks), n_groups)] if n_groups else []
 
@@ -215,7 +215,7 @@ class ModuleDistill(Callback):
                  seed: int = 0, # the policy's seed
                  **policy_kw, # more `BanditConfig` fields (window, discount, …)
                 ):
-        _check_int("episode", episode, 1); _check_int("probe_size", probe_size, 1)
+        check_int("episode", episode, 1); check_int("probe_size", probe_size, 1)
         if not (weight >= 0 and math.isfinite(weight)): raise ConfigError(f"weight must be >= 0, got {weight!r}")
         if isinstance(policy, str): check_choice("policy", policy, tuple(POLICIES))
         self.teacher, self.policy, self.policy_kw = teacher, policy, {"seed": seed, **policy_kw}

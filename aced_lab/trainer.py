@@ -17,7 +17,7 @@ from open_clip.loss import SigLipLoss
 from tqdm.auto import tqdm
 import aced_lab
 from .core import (set_seed, get_device, autocast, setup_backend, from_dict, check_choice, to_dict,
-                           ConfigError, atomic_write, atomic_write_json, import_plugins)
+                           ConfigError, atomic_write, atomic_write_json, import_plugins, check_int, check_ints)
 from .models import create, ModelBundle, count_params, inference_flops, load_frozen, pair_gflops
 from .data import ImageTextLoader
 from . import synthetic
@@ -124,11 +124,9 @@ class TrainConfig:
         if self.model not in open_clip.list_models():
             raise ConfigError(f"model={self.model!r} is not an open_clip architecture; aced_lab ships "
                               "ACED-Tiny-32, ACED-Small-32, ACED-Teacher-32")
-        for k in ("steps", "batch_size", "shard_size"):
-            if not isinstance(getattr(self, k), int) or getattr(self, k) < 1: raise ConfigError(f"{k} must be a positive integer, got {getattr(self, k)!r}")
-        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 1: raise ConfigError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints!r}")
-        for k in ("warmup", "ckpt_every", "eval_every", "log_every", "num_workers", "n_train", "n_eval"):
-            if not isinstance(getattr(self, k), int) or getattr(self, k) < 0: raise ConfigError(f"{k} must be a non-negative integer, got {getattr(self, k)!r}")
+        check_ints(self, ("steps", "batch_size", "shard_size", "keep_checkpoints", "n_chunks"), 1)
+        check_ints(self, ("warmup", "ckpt_every", "eval_every", "log_every", "num_workers", "n_train", "n_eval", "selection_every"), 0)
+        check_int("eval_max_samples", self.eval_max_samples, 1, optional=True)
         if not (self.lr > 0 and math.isfinite(self.lr)): raise ConfigError(f"lr must be positive, got {self.lr!r}")
         if not 0 <= self.mismatch_frac < 1: raise ConfigError(f"mismatch_frac must be in [0, 1), got {self.mismatch_frac!r}")
         if self.eval_suite != "auto": check_choice("eval_suite", self.eval_suite, tuple(SUITES))
@@ -139,8 +137,6 @@ class TrainConfig:
                               "open_clip tag> (and reference_model=<architecture>)")
         self._validate_modules()
         if not 0 <= self.filter_ratio < 1: raise ConfigError(f"filter_ratio must be in [0, 1), got {self.filter_ratio!r}")
-        for k in ("n_chunks", "selection_every"):
-            if not isinstance(getattr(self, k), int) or getattr(self, k) < 0: raise ConfigError(f"{k} must be a non-negative integer, got {getattr(self, k)!r}")
         if self.data not in EMBEDDED and self.eval_data is None and self.eval_suite != "auto":
             raise ConfigError("eval_suite needs eval_data when data is a shard spec or CSV file")
         return self
@@ -152,14 +148,9 @@ class TrainConfig:
 
     def _validate_modules(self):
         if self.module_policy is not None: check_choice("module_policy", self.module_policy, MODULE_POLICIES)
-        for k in ("module_image_groups", "module_text_groups"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ConfigError(f"{k} must be a non-negative integer, got {v!r}")
-        for k in ("module_episode", "module_probe_size"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ConfigError(f"{k} must be a positive integer, got {v!r}")
-        if self.module_window is not None and (not isinstance(self.module_window, int) or self.module_window < 1):
-            raise ConfigError(f"module_window must be a positive integer or None, got {self.module_window!r}")
+        check_ints(self, ("module_image_groups", "module_text_groups"), 0)
+        check_ints(self, ("module_episode", "module_probe_size"), 1)
+        check_int("module_window", self.module_window, 1, optional=True)
         if self.module_discount is not None and not 0 < self.module_discount <= 1:
             raise ConfigError(f"module_discount must be in (0, 1] or None, got {self.module_discount!r}")
         if not (self.module_weight >= 0 and math.isfinite(self.module_weight)): raise ConfigError(f"module_weight must be >= 0, got {self.module_weight!r}")
