@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import open_clip
 from open_clip.loss import SigLipLoss
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 import aced_lab
 from .core import (set_seed, get_device, autocast, setup_backend, from_dict, check_choice, to_dict,
                            ConfigError, atomic_write, atomic_write_json, import_plugins, check_int, check_ints)
@@ -261,7 +262,7 @@ def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
     if not dist.is_initialized(): dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return rank, world, dev
 
-# %% ../nbs/08_trainer.ipynb #9ef1cbdc
+# %% ../nbs/08_trainer.ipynb #2fcb1500
 class NonFiniteLossError(FloatingPointError):
     "The loss became NaN or infinite."
 
@@ -294,218 +295,235 @@ class Trainer:
         for cb in self.callbacks:
             if hasattr(cb, name): getattr(cb, name)(self)
 
-    # --- set-up ------------------------------------------------------------------------------------------
-    def setup(self):
-        "Resolve devices, data, model, loss, optimizer; resume if asked."
-        cfg = self.cfg
-        self.rank, self.world, self.device = init_distributed(cfg.device)
-        setup_backend(self.device, cfg.threads)
-        set_seed(cfg.seed)  # same initial weights on every rank
-        self.run_dir = Path(cfg.out_dir)
-        self.build()
-        self.opt = make_optimizer(self.raw_model, cfg)
-        self.extra_params = []  # parameters that callbacks train alongside the student (added in `after_setup`)
-        self.callbacks = sorted(self.callbacks + self.method_callbacks(), key=lambda c: c.order)
-        self.event("after_setup")  # callbacks may add parameter groups before the schedule and the checkpoint
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg.warmup, cfg.steps))
-        random.seed(cfg.seed + self.rank); np.random.seed(cfg.seed + self.rank)  # per-rank streams (a resume restores them)
-        if cfg.resume: self.load_checkpoint(self._resolve_resume(cfg.resume))
-        self.model = self.raw_model
-        if self.world > 1: self.model = DDP(self.raw_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if cfg.compile: self.model = torch.compile(self.model)
-        if self.rank == 0:
-            atomic_write_json(self.run_dir / "config.json", {"aced_lab_version": aced_lab.__version__, "world_size": self.world,
-                              "config": to_dict(cfg), **self.run_info()})
+# %% ../nbs/08_trainer.ipynb #b6223cb6
+@patch
+def setup(self: Trainer):
+    "Resolve devices, data, model, loss, optimizer; resume if asked."
+    cfg = self.cfg
+    self.rank, self.world, self.device = init_distributed(cfg.device)
+    setup_backend(self.device, cfg.threads)
+    set_seed(cfg.seed)  # same initial weights on every rank
+    self.run_dir = Path(cfg.out_dir)
+    self.build()
+    self.opt = make_optimizer(self.raw_model, cfg)
+    self.extra_params = []  # parameters that callbacks train alongside the student (added in `after_setup`)
+    self.callbacks = sorted(self.callbacks + self.method_callbacks(), key=lambda c: c.order)
+    self.event("after_setup")  # callbacks may add parameter groups before the schedule and the checkpoint
+    self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg.warmup, cfg.steps))
+    random.seed(cfg.seed + self.rank); np.random.seed(cfg.seed + self.rank)  # per-rank streams (a resume restores them)
+    if cfg.resume: self.load_checkpoint(self._resolve_resume(cfg.resume))
+    self.model = self.raw_model
+    if self.world > 1: self.model = DDP(self.raw_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+    if cfg.compile: self.model = torch.compile(self.model)
+    if self.rank == 0:
+        atomic_write_json(self.run_dir / "config.json", {"aced_lab_version": aced_lab.__version__, "world_size": self.world,
+                          "config": to_dict(cfg), **self.run_info()})
 
-    # --- what a subclass replaces to train another model on another task ---------------------------------
-    def build(self):
-        "Make `bundle`, `raw_model` (what trains), `data_info`, `loader`, `loss_fn`, `flops` and `student_gflops` (per example)."
-        cfg = self.cfg
-        self.bundle = create(cfg.model, cfg.pretrained, device=self.device, **model_kwargs(cfg.loss))
-        self.raw_model, self.model_name = self.bundle.model, cfg.model
-        self.data_info = self._data()
-        selecting = METHODS[cfg.method].selects
-        self.super_batch = math.ceil(cfg.batch_size / (1 - cfg.filter_ratio)) if selecting else cfg.batch_size
-        self.loader = ImageTextLoader(self.data_info["train"], self.bundle.preprocess, self.bundle.tokenizer,
-                                      batch_size=self.super_batch, num_workers=cfg.num_workers, shuffle=True,
-                                      seed=cfg.seed)
-        self.loss_fn = make_loss(cfg.loss, self.rank, self.world)
-        self.flops = inference_flops(self.raw_model)
-        self.student_gflops = self.flops["image_gflops"] + self.flops["text_gflops"]
+# %% ../nbs/08_trainer.ipynb #eab5a886
+@patch
+def build(self: Trainer):
+    "Make `bundle`, `raw_model` (what trains), `data_info`, `loader`, `loss_fn`, `flops` and `student_gflops` (per example)."
+    cfg = self.cfg
+    self.bundle = create(cfg.model, cfg.pretrained, device=self.device, **model_kwargs(cfg.loss))
+    self.raw_model, self.model_name = self.bundle.model, cfg.model
+    self.data_info = self._data()
+    selecting = METHODS[cfg.method].selects
+    self.super_batch = math.ceil(cfg.batch_size / (1 - cfg.filter_ratio)) if selecting else cfg.batch_size
+    self.loader = ImageTextLoader(self.data_info["train"], self.bundle.preprocess, self.bundle.tokenizer,
+                                  batch_size=self.super_batch, num_workers=cfg.num_workers, shuffle=True,
+                                  seed=cfg.seed)
+    self.loss_fn = make_loss(cfg.loss, self.rank, self.world)
+    self.flops = inference_flops(self.raw_model)
+    self.student_gflops = self.flops["image_gflops"] + self.flops["text_gflops"]
 
-    def run_info(self) -> dict:
-        "What `config.json` records besides the config: data, parameter counts, FLOPs."
-        return {"data": self.data_info, "params": count_params(self.raw_model), "gflops": self.flops}
+@patch
+def run_info(self: Trainer) -> dict:
+    "What `config.json` records besides the config: data, parameter counts, FLOPs."
+    return {"data": self.data_info, "params": count_params(self.raw_model), "gflops": self.flops}
 
-    @property
-    def desc(self) -> str: return f"train {self.cfg.method}"
+@patch(as_prop=True)
+def desc(self: Trainer) -> str: return f"train {self.cfg.method}"
 
-    def batch_to_device(self):
-        "Set `images` and `texts` (tensors with one row per example, on the device) from `batch`."
-        self.images = self.batch["image"].to(self.device, non_blocking=True)  # (B, 3, H, W)
-        self.texts = self.batch["text"].to(self.device, non_blocking=True)    # (B, L)
+@patch
+def batch_to_device(self: Trainer):
+    "Set `images` and `texts` (tensors with one row per example, on the device) from `batch`."
+    self.images = self.batch["image"].to(self.device, non_blocking=True)  # (B, 3, H, W)
+    self.texts = self.batch["text"].to(self.device, non_blocking=True)    # (B, L)
 
-    def compute_losses(self) -> dict:
-        "Forward the (selected) batch: set `out`, return the named `*_loss` terms."
-        self.out = self.model(self.images, self.texts)  # features (b, D), logit_scale
-        return self.loss_fn(self.out)                   # {"contrastive_loss": ...}
+@patch
+def compute_losses(self: Trainer) -> dict:
+    "Forward the (selected) batch: set `out`, return the named `*_loss` terms."
+    self.out = self.model(self.images, self.texts)  # features (b, D), logit_scale
+    return self.loss_fn(self.out)                   # {"contrastive_loss": ...}
 
-    def after_optimizer_step(self):
-        "Constrain parameters after each optimizer step."
-        with torch.no_grad(): self.raw_model.logit_scale.clamp_(0, math.log(100))  # as open_clip_train
+@patch
+def after_optimizer_step(self: Trainer):
+    "Constrain parameters after each optimizer step."
+    with torch.no_grad(): self.raw_model.logit_scale.clamp_(0, math.log(100))  # as open_clip_train
 
-    def step_stats(self) -> dict:
-        "Task-specific fields of a step's record."
-        return {"logit_scale": self.raw_model.logit_scale.exp().item(), **corruption_stats(self.batch["meta"])}
+@patch
+def step_stats(self: Trainer) -> dict:
+    "Task-specific fields of a step's record."
+    return {"logit_scale": self.raw_model.logit_scale.exp().item(), **corruption_stats(self.batch["meta"])}
 
-    def method_callbacks(self) -> list:
-        "The callbacks that make `cfg.method` (selection and/or KD) and module distillation (`cfg.module_distill`)."
-        cfg, frozen = self.cfg, {}
-        def load(name, weights):  # each frozen model once, shared by the callbacks that use it
-            if (name, weights) not in frozen: frozen[name, weights] = load_frozen(name, weights, self.device)
-            return frozen[name, weights]
-        cbs = list(METHODS[cfg.method].callbacks(self, load))
-        if cfg.module_distill is not None:
-            from aced_lab.optima import ModuleDistill  # lazily: optima sits below the trainer
-            cbs.append(ModuleDistill(load_teacher(self, load), cfg.module_distill, cfg.module_image_groups, cfg.module_text_groups,
-                                     cfg.module_heads, cfg.module_episode, cfg.module_weight, cfg.module_probe_size,
-                                     seed=cfg.seed, window=cfg.module_window, discount=cfg.module_discount))
-        return cbs
+@patch
+def method_callbacks(self: Trainer) -> list:
+    "The callbacks that make `cfg.method` (selection and/or KD) and module distillation (`cfg.module_distill`)."
+    cfg, frozen = self.cfg, {}
+    def load(name, weights):  # each frozen model once, shared by the callbacks that use it
+        if (name, weights) not in frozen: frozen[name, weights] = load_frozen(name, weights, self.device)
+        return frozen[name, weights]
+    cbs = list(METHODS[cfg.method].callbacks(self, load))
+    if cfg.module_distill is not None:
+        from aced_lab.optima import ModuleDistill  # lazily: optima sits below the trainer
+        cbs.append(ModuleDistill(load_teacher(self, load), cfg.module_distill, cfg.module_image_groups, cfg.module_text_groups,
+                                 cfg.module_heads, cfg.module_episode, cfg.module_weight, cfg.module_probe_size,
+                                 seed=cfg.seed, window=cfg.module_window, discount=cfg.module_discount))
+    return cbs
 
-    def _data(self) -> dict:
-        "Training/eval data and suite: the embedded datasets are generated on first use (rank 0 first)."
-        cfg = self.cfg
-        if cfg.data in EMBEDDED:
-            kw = dict(n_train=cfg.n_train, n_eval=cfg.n_eval, mismatch_frac=cfg.mismatch_frac) if cfg.data == "shapes" else {}
-            kw["shard_size"] = cfg.shard_size
-            if self.rank == 0: man = synthetic.default_data(cfg.data, root=cfg.data_root, **kw)
-            if self.world > 1: dist.barrier()
-            if self.rank != 0: man = synthetic.default_data(cfg.data, root=cfg.data_root, **kw)
-            return {"train": man["train"], "eval": man["eval"], "suite": man["name"] if cfg.eval_suite == "auto" else cfg.eval_suite, "manifest": man}
-        return {"train": cfg.data, "eval": cfg.eval_data, "suite": None if cfg.eval_suite == "auto" else cfg.eval_suite, "manifest": None}
-
-    # --- the loop ----------------------------------------------------------------------------------------
-    def fit(self) -> "Trainer":
-        "Train for `cfg.steps` steps (continuing from a checkpoint when resuming); evaluate at the end."
-        self.setup()
-        cfg, data = self.cfg, iter(self.loader)
-        self.event("before_fit")
-        self.model.train()
-        budget = getattr(cfg, "flops_budget", None)
-        while self.step < cfg.steps and (budget is None or self.gflops_total < budget):
-            t0 = time.perf_counter()
-            self.batch, self.keep = next(data), None                          # super-batch of B examples
-            t_data = time.perf_counter() - t0
-            self.batch_to_device()                                            # images (B, 3, H, W), texts (B, L)
-            self.step_gflops = {}
-            self.event("before_batch"); self.event("score"); self.event("after_score"); self.event("select")
-            if self.keep is not None:                                         # train on b of B
-                self.batch = _subset(self.batch, self.keep)
-                self.images, self.texts = self.images[self.keep], self.texts[self.keep]
-            self.event("after_select")
-            images, texts = self.images, self.texts                           # (b, 3, H, W), (b, L)
-            self.step_gflops["train"] = 3 * self.student_gflops * len(images)  # forward + backward ≈ 3 forwards
-            with autocast(self.device, cfg.precision):
-                self.losses = self.compute_losses()                           # {"contrastive_loss": ...}
-                self.event("after_loss")
-                loss = sum(self.losses.values())
-            self._check_finite(loss)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.event("after_backward")
-            grad_norm = torch.nn.utils.clip_grad_norm_([*self.raw_model.parameters(), *self.extra_params], cfg.grad_clip or float("inf"))
-            self.opt.step(); self.sched.step()
-            self.after_optimizer_step()
-            self.step += 1
-            self.gflops_total += sum(self.step_gflops.values()) * self.world
-            dt = time.perf_counter() - t0
-            self.record = {"step": self.step, "loss": loss.item(), **{k: v.item() for k, v in self.losses.items()},
-                           "lr": self.sched.get_last_lr()[0], "grad_norm": grad_norm.item(), **self.step_stats(),
-                           "samples_per_s": len(images) * self.world / dt, "step_time": dt, "data_time": t_data,
-                           **{f"gflops_{k}": v * self.world for k, v in self.step_gflops.items()},
-                           "gflops_total": self.gflops_total}
-            self.event("after_step")
-            self.records.append(self.record); self.event("after_record")
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps: self.evaluate()
-            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0: self.save_checkpoint()
-        self.save_checkpoint()
-        self.evaluate(final=True)
-        self.event("after_fit")
-        return self
-
-    def _check_finite(self, loss):
-        if torch.isfinite(loss): return
-        terms = ", ".join(f"{k}={v.item():.4g}" for k, v in self.losses.items())
-        last = self._latest()
-        raise NonFiniteLossError(f"non-finite loss at step {self.step + 1} ({terms}); training stopped. "
-                                 f"The last good checkpoint is {last['path'] if last else 'none (no checkpoint yet)'}"
-                                 " — lower the learning rate or check the data, then resume from it.")
-
-    # --- checkpoints -------------------------------------------------------------------------------------
-    @property
-    def ckpt_dir(self) -> Path: return self.run_dir / "checkpoints"
-
-    def _latest(self) -> dict | None:
-        p = self.ckpt_dir / "latest.json"
-        return json.loads(p.read_text()) if p.exists() else None
-
-    def _resolve_resume(self, resume: str) -> Path:
-        if resume != "latest":
-            if not Path(resume).is_file(): raise FileNotFoundError(f"resume checkpoint not found: {resume}")
-            return Path(resume)
-        last = self._latest()
-        if last is None: raise FileNotFoundError(f"resume='latest' but {self.ckpt_dir / 'latest.json'} does not exist")
-        return self.ckpt_dir / last["path"]
-
-    def state_dict(self) -> dict:
-        "Everything needed to continue this run exactly: weights, optimizer, schedule, RNG, data position."
-        nps = np.random.get_state()
-        return {"state_dict": self.raw_model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "step": self.step, "data": self.loader.state_dict(),
-                "gflops_total": self.gflops_total,
-                "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
-                        "numpy": [nps[0], torch.from_numpy(nps[1].astype(np.int64)), *nps[2:]],
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-                "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")},
-                "config": to_dict(self.cfg), "model_name": self.model_name}
-
-    def save_checkpoint(self):
-        "Write `checkpoints/step-N.pt` then `latest.json` atomically (rank 0); prune old step files."
-        if self.rank == 0:
-            name = f"step-{self.step:07d}.pt"
-            atomic_write(self.ckpt_dir / name, lambda f: torch.save(self.state_dict(), f))
-            atomic_write_json(self.ckpt_dir / "latest.json", {"path": name, "step": self.step})
-            old = sorted(self.ckpt_dir.glob("step-*.pt"))[:-self.cfg.keep_checkpoints or None]
-            for p in old: p.unlink()
-        self.event("after_checkpoint")
-
-    def load_checkpoint(self, path):
-        "Restore a `state_dict` written by `save_checkpoint` (loaded with `weights_only=True`)."
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-        self.raw_model.load_state_dict(sd["state_dict"])
-        self.opt.load_state_dict(sd["optimizer"]); self.sched.load_state_dict(sd["scheduler"])
-        self.step, self.gflops_total = sd["step"], sd["gflops_total"]; self.loader.load_state_dict(sd["data"])
-        r = sd["rng"]
-        random.setstate((r["python"][0], tuple(r["python"][1]), r["python"][2])); torch.set_rng_state(r["torch"])
-        np.random.set_state((r["numpy"][0], r["numpy"][1].numpy().astype(np.uint32), *r["numpy"][2:]))
-        if r["cuda"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(r["cuda"])
-        for cb in self.callbacks:
-            if hasattr(cb, "load_state_dict") and cb.name in sd["callbacks"]: cb.load_state_dict(sd["callbacks"][cb.name])
-
-    # --- evaluation --------------------------------------------------------------------------------------
-    def evaluate(self, final: bool = False):
-        "Run the eval suite (rank 0); record a summary; write `eval.json` at the end."
-        if self.data_info["suite"] is None or self.data_info["eval"] is None: return None
-        if self.rank == 0:
-            self.raw_model.eval()
-            self.eval_table = evaluate(self.bundle, self.data_info["suite"], self.data_info["manifest"] or self.data_info["eval"],
-                                       device=self.device, max_samples=self.cfg.eval_max_samples)
-            self.raw_model.train()
-            self.event("after_eval")
-            if final: atomic_write_json(self.run_dir / "eval.json", {"step": self.step, "suite": self.data_info["suite"],
-                                                                     "results": self.eval_table.to_dict(orient="records")})
+@patch
+def _data(self: Trainer) -> dict:
+    "Training/eval data and suite: the embedded datasets are generated on first use (rank 0 first)."
+    cfg = self.cfg
+    if cfg.data in EMBEDDED:
+        kw = dict(n_train=cfg.n_train, n_eval=cfg.n_eval, mismatch_frac=cfg.mismatch_frac) if cfg.data == "shapes" else {}
+        kw["shard_size"] = cfg.shard_size
+        if self.rank == 0: man = synthetic.default_data(cfg.data, root=cfg.data_root, **kw)
         if self.world > 1: dist.barrier()
-        return self.eval_table
+        if self.rank != 0: man = synthetic.default_data(cfg.data, root=cfg.data_root, **kw)
+        return {"train": man["train"], "eval": man["eval"], "suite": man["name"] if cfg.eval_suite == "auto" else cfg.eval_suite, "manifest": man}
+    return {"train": cfg.data, "eval": cfg.eval_data, "suite": None if cfg.eval_suite == "auto" else cfg.eval_suite, "manifest": None}
+
+# %% ../nbs/08_trainer.ipynb #b6483b6e
+@patch
+def fit(self: Trainer) -> "Trainer":
+    "Train for `cfg.steps` steps (continuing from a checkpoint when resuming); evaluate at the end."
+    self.setup()
+    cfg, data = self.cfg, iter(self.loader)
+    self.event("before_fit")
+    self.model.train()
+    budget = getattr(cfg, "flops_budget", None)
+    while self.step < cfg.steps and (budget is None or self.gflops_total < budget):
+        t0 = time.perf_counter()
+        self.batch, self.keep = next(data), None                          # super-batch of B examples
+        t_data = time.perf_counter() - t0
+        self.batch_to_device()                                            # images (B, 3, H, W), texts (B, L)
+        self.step_gflops = {}
+        self.event("before_batch"); self.event("score"); self.event("after_score"); self.event("select")
+        if self.keep is not None:                                         # train on b of B
+            self.batch = _subset(self.batch, self.keep)
+            self.images, self.texts = self.images[self.keep], self.texts[self.keep]
+        self.event("after_select")
+        images, texts = self.images, self.texts                           # (b, 3, H, W), (b, L)
+        self.step_gflops["train"] = 3 * self.student_gflops * len(images)  # forward + backward ≈ 3 forwards
+        with autocast(self.device, cfg.precision):
+            self.losses = self.compute_losses()                           # {"contrastive_loss": ...}
+            self.event("after_loss")
+            loss = sum(self.losses.values())
+        self._check_finite(loss)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.event("after_backward")
+        grad_norm = torch.nn.utils.clip_grad_norm_([*self.raw_model.parameters(), *self.extra_params], cfg.grad_clip or float("inf"))
+        self.opt.step(); self.sched.step()
+        self.after_optimizer_step()
+        self.step += 1
+        self.gflops_total += sum(self.step_gflops.values()) * self.world
+        dt = time.perf_counter() - t0
+        self.record = {"step": self.step, "loss": loss.item(), **{k: v.item() for k, v in self.losses.items()},
+                       "lr": self.sched.get_last_lr()[0], "grad_norm": grad_norm.item(), **self.step_stats(),
+                       "samples_per_s": len(images) * self.world / dt, "step_time": dt, "data_time": t_data,
+                       **{f"gflops_{k}": v * self.world for k, v in self.step_gflops.items()},
+                       "gflops_total": self.gflops_total}
+        self.event("after_step")
+        self.records.append(self.record); self.event("after_record")
+        if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps: self.evaluate()
+        if cfg.ckpt_every and self.step % cfg.ckpt_every == 0: self.save_checkpoint()
+    self.save_checkpoint()
+    self.evaluate(final=True)
+    self.event("after_fit")
+    return self
+
+@patch
+def _check_finite(self: Trainer, loss):
+    if torch.isfinite(loss): return
+    terms = ", ".join(f"{k}={v.item():.4g}" for k, v in self.losses.items())
+    last = self._latest()
+    raise NonFiniteLossError(f"non-finite loss at step {self.step + 1} ({terms}); training stopped. "
+                             f"The last good checkpoint is {last['path'] if last else 'none (no checkpoint yet)'}"
+                             " — lower the learning rate or check the data, then resume from it.")
+
+# %% ../nbs/08_trainer.ipynb #078b3f4b
+@patch(as_prop=True)
+def ckpt_dir(self: Trainer) -> Path: return self.run_dir / "checkpoints"
+
+@patch
+def _latest(self: Trainer) -> dict | None:
+    p = self.ckpt_dir / "latest.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+@patch
+def _resolve_resume(self: Trainer, resume: str) -> Path:
+    if resume != "latest":
+        if not Path(resume).is_file(): raise FileNotFoundError(f"resume checkpoint not found: {resume}")
+        return Path(resume)
+    last = self._latest()
+    if last is None: raise FileNotFoundError(f"resume='latest' but {self.ckpt_dir / 'latest.json'} does not exist")
+    return self.ckpt_dir / last["path"]
+
+@patch
+def state_dict(self: Trainer) -> dict:
+    "Everything needed to continue this run exactly: weights, optimizer, schedule, RNG, data position."
+    nps = np.random.get_state()
+    return {"state_dict": self.raw_model.state_dict(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(), "step": self.step, "data": self.loader.state_dict(),
+            "gflops_total": self.gflops_total,
+            "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
+                    "numpy": [nps[0], torch.from_numpy(nps[1].astype(np.int64)), *nps[2:]],
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")},
+            "config": to_dict(self.cfg), "model_name": self.model_name}
+
+@patch
+def save_checkpoint(self: Trainer):
+    "Write `checkpoints/step-N.pt` then `latest.json` atomically (rank 0); prune old step files."
+    if self.rank == 0:
+        name = f"step-{self.step:07d}.pt"
+        atomic_write(self.ckpt_dir / name, lambda f: torch.save(self.state_dict(), f))
+        atomic_write_json(self.ckpt_dir / "latest.json", {"path": name, "step": self.step})
+        old = sorted(self.ckpt_dir.glob("step-*.pt"))[:-self.cfg.keep_checkpoints or None]
+        for p in old: p.unlink()
+    self.event("after_checkpoint")
+
+@patch
+def load_checkpoint(self: Trainer, path):
+    "Restore a `state_dict` written by `save_checkpoint` (loaded with `weights_only=True`)."
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    self.raw_model.load_state_dict(sd["state_dict"])
+    self.opt.load_state_dict(sd["optimizer"]); self.sched.load_state_dict(sd["scheduler"])
+    self.step, self.gflops_total = sd["step"], sd["gflops_total"]; self.loader.load_state_dict(sd["data"])
+    r = sd["rng"]
+    random.setstate((r["python"][0], tuple(r["python"][1]), r["python"][2])); torch.set_rng_state(r["torch"])
+    np.random.set_state((r["numpy"][0], r["numpy"][1].numpy().astype(np.uint32), *r["numpy"][2:]))
+    if r["cuda"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(r["cuda"])
+    for cb in self.callbacks:
+        if hasattr(cb, "load_state_dict") and cb.name in sd["callbacks"]: cb.load_state_dict(sd["callbacks"][cb.name])
+
+# %% ../nbs/08_trainer.ipynb #6aae165d
+@patch
+def evaluate(self: Trainer, final: bool = False):
+    "Run the eval suite (rank 0); record a summary; write `eval.json` at the end."
+    if self.data_info["suite"] is None or self.data_info["eval"] is None: return None
+    if self.rank == 0:
+        self.raw_model.eval()
+        self.eval_table = evaluate(self.bundle, self.data_info["suite"], self.data_info["manifest"] or self.data_info["eval"],
+                                   device=self.device, max_samples=self.cfg.eval_max_samples)
+        self.raw_model.train()
+        self.event("after_eval")
+        if final: atomic_write_json(self.run_dir / "eval.json", {"step": self.step, "suite": self.data_info["suite"],
+                                                                 "results": self.eval_table.to_dict(orient="records")})
+    if self.world > 1: dist.barrier()
+    return self.eval_table
 
 # %% ../nbs/08_trainer.ipynb #1a089111
 def train(cfg: TrainConfig | dict, # a config or a dict of its fields
