@@ -379,7 +379,6 @@ def reference_scalars(model: torch.nn.Module) -> dict:
     if getattr(model, "logit_bias", None) is not None: d["logit_bias"] = model.logit_bias
     return {k: v.detach().float() for k, v in d.items()}
 
-
 class ACIDSelection(Callback):
     "Keep the `batch_size` examples of each super-batch chosen by learnability against a frozen reference."
     order = 10

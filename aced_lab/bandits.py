@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_bandits.ipynb #494161f5
 from __future__ import annotations
-import json, math
+import math
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass

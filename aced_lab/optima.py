@@ -4,11 +4,8 @@
 
 # %% ../nbs/07_optima.ipynb #8762902c
 from __future__ import annotations
-import json, math
-from abc import ABC, abstractmethod
-from collections import deque
+import math
 from dataclasses import dataclass
-from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
@@ -17,8 +14,8 @@ import torch.distributed as dist
 from torch.utils.flop_counter import FlopCounterMode
 from .core import ConfigError, check_choice, check_int, autocast
 from .callbacks import Callback
-from .bandits import ALL, NONE, POLICIES, Policy, BanditConfig, make_policy
-from .records import JsonlLog, load_bandit_records
+from .bandits import ALL, NONE, POLICIES, Policy, make_policy
+from .records import JsonlLog
 
 # %% auto #0
 __all__ = ['depth_map', 'split_groups', 'Module', 'tower_blocks', 'partition', 'HiddenStates', 'teacher_states', 'hidden_mse',

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_trainer.ipynb #72d450a2
 from __future__ import annotations
-import os, math, time, json, random, shutil, warnings
+import os, math, time, json, random, shutil
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from fastcore.basics import patch
 import aced_lab
 from .core import (set_seed, get_device, autocast, setup_backend, from_dict, check_choice, to_dict,
                            ConfigError, atomic_write, atomic_write_json, import_plugins, check_int, check_ints)
-from .models import create, ModelBundle, count_params, inference_flops, load_frozen, pair_gflops
+from .models import create, count_params, inference_flops, load_frozen, pair_gflops  # the last two: for callers of the trainer's old names
 from .data import ImageTextLoader
 from . import synthetic
 from .eval import evaluate, SUITES

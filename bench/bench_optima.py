@@ -25,7 +25,8 @@ a = p.parse_args()
 from aced_lab import optima
 from aced_lab.models import create, save_weights
 from aced_lab.synthetic import default_data
-from aced_lab.trainer import train, load_records
+from aced_lab.trainer import train
+from aced_lab.records import load_records, load_bandit_records
 
 tmp = Path(tempfile.mkdtemp(prefix="bench_optima_"))
 n = a.batch_size * (a.steps + 2)
@@ -47,7 +48,7 @@ train({**common, "out_dir": str(tmp / "optima"), "method": "optima", "teacher": 
        "teacher_model": a.teacher_model, "module_episode": a.episode})
 recs = load_records(tmp / "optima")
 step = med([r["step_time"] for r in recs[a.skip:]])
-brecs = optima.load_bandit_records(tmp / "optima")
+brecs = load_bandit_records(tmp / "optima")
 rewards, n_arms = [(x["arm"], x["reward"]) for x in brecs], len(brecs[0]["arms"])
 probe = json.loads((tmp / "optima" / "config.json").read_text())["config"]["module_probe_size"]
 
