@@ -4,275 +4,30 @@
 
 # %% ../nbs/10_dashboards.ipynb #74932535
 from __future__ import annotations
-import io, os, re, json, time, base64, tarfile, threading, html as _html
+import os, json, time, threading, html as _html
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-from PIL import Image
 import plotly.graph_objects as go
 import plotly.colors
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 import ipywidgets as widgets
+from fastcore.basics import patch
 from .core import ConfigError, atomic_write, check_ints
-from .data import expand_urls, shard_stem, is_remote, IMAGE_EXTS
 from .synthetic import CORRUPTIONS
 from .callbacks import Callback
-from .records import load_records, load_bandit_records, selection_files
+from .records import load_records
+# the view models (importable from here too, their old home)
+from .views import (SELECTION_FIELDS, QUANTILES, as_selection, load_selection, kind_options, kind_mask, score_histogram,
+    hover_text, loss_scatter, selection_over_time, trained_over_time, extremes, ShardExamples, thumbnail, load_bandit,
+    posterior_curves, bandit_over_time, arm_modules)
 
 # %% auto #0
-__all__ = ['SELECTION_FIELDS', 'QUANTILES', 'KIND_COLOURS', 'ARM_COLOURS', 'as_selection', 'load_selection', 'kind_options',
-           'kind_mask', 'score_histogram', 'hover_text', 'loss_scatter', 'selection_over_time', 'trained_over_time',
-           'extremes', 'ShardExamples', 'thumbnail', 'load_bandit', 'posterior_curves', 'bandit_over_time',
-           'arm_modules', 'DashboardConfig', 'Throttle', 'DashboardCallback', 'train_in_background',
+__all__ = ['KIND_COLOURS', 'ARM_COLOURS', 'DashboardConfig', 'Throttle', 'DashboardCallback', 'train_in_background',
            'SelectionDashboard', 'BanditDashboard']
-
-# %% ../nbs/10_dashboards.ipynb #94b49095
-SELECTION_FIELDS = ("step", "id", "learner_loss", "ref_loss", "score", "selected", "corruption")
-
-def as_selection(rec: dict, # a selection record: an npz's arrays or `trainer.selection_record`
-                 caption=None, # the super-batch's captions (live), or None
-                ) -> dict:
-    "Check one selection record and normalise its arrays (all of length B)."
-    missing = [k for k in SELECTION_FIELDS if k not in rec]
-    if missing: raise ValueError(f"selection record lacks {missing}; it needs {list(SELECTION_FIELDS)}")
-    out = {"step": int(np.asarray(rec["step"])), "id": np.asarray(rec["id"]).astype(str),
-           "learner_loss": np.asarray(rec["learner_loss"], float), "ref_loss": np.asarray(rec["ref_loss"], float),
-           "score": np.asarray(rec["score"], float), "selected": np.asarray(rec["selected"], bool),
-           "corruption": np.array([k or "unknown" for k in np.asarray(rec["corruption"]).astype(str)])}
-    caption = caption if caption is not None else rec.get("caption")
-    if caption is not None: out["caption"] = np.asarray(caption).astype(str)
-    n = {k: len(v) for k, v in out.items() if k != "step"}
-    if len(set(n.values())) != 1: raise ValueError(f"selection record of step {out['step']}: fields differ in length {n}")
-    return out
-
-def load_selection(run_dir, # a run directory
-                  ) -> list[dict]:
-    "The recorded super-batches of a run, from `selection/step-N.npz`, in step order."
-    d = Path(run_dir)
-    if not d.is_dir(): raise FileNotFoundError(f"run directory not found: {d}")
-    files = selection_files(d)
-    if not files:
-        raise FileNotFoundError(f"{d} has no selection records (selection/step-*.npz): the run must use method 'acid' "
-                                "or 'aced' with selection_every > 0")
-    out = []
-    for f in files:
-        with np.load(f) as z: out.append(as_selection(dict(z)))
-    return out
-
-# %% ../nbs/10_dashboards.ipynb #07e9041d
-def kind_options(records: list[dict]) -> list[str]:
-    "The filter's choices: all, corrupted, then every corruption kind (the known ones first)."
-    seen = {k for r in records for k in r["corruption"]}
-    return ["all", "corrupted", *[k for k in CORRUPTIONS if k in seen], *sorted(seen - set(CORRUPTIONS))]
-
-def kind_mask(rec: dict, # a selection record
-              kind: str = "all", # "all", "corrupted", or a corruption kind
-             ) -> np.ndarray:
-    "Boolean mask (B,) of the examples `kind` keeps."
-    c = rec["corruption"]
-    if kind in (None, "all"): return np.ones(len(c), bool)
-    if kind == "corrupted": return c != "clean"
-    if kind not in CORRUPTIONS and kind not in set(c):
-        raise ValueError(f"unknown corruption kind {kind!r}; choose one of {['all', 'corrupted', *CORRUPTIONS]}")
-    return c == kind
-
-# %% ../nbs/10_dashboards.ipynb #00a1dc20
-def score_histogram(rec: dict, # a selection record
-                    bins: int = 30, # number of bins
-                    kind: str = "all", # corruption filter
-                   ) -> dict:
-    "Counts of scores per bin, selected and rejected apart: edges (bins+1,), centers, width, selected, rejected (bins,)."
-    s, m = rec["score"], kind_mask(rec, kind)
-    edges = np.histogram_bin_edges(s[np.isfinite(s)], bins)
-    sel = np.histogram(s[m & rec["selected"]], edges)[0]
-    rej = np.histogram(s[m & ~rec["selected"]], edges)[0]
-    return {"edges": edges, "centers": (edges[:-1] + edges[1:]) / 2, "width": float(edges[1] - edges[0]),
-            "selected": sel, "rejected": rej}
-
-# %% ../nbs/10_dashboards.ipynb #5048bf71
-def hover_text(rec: dict, idx) -> list[str]:
-    "Hover lines for examples `idx`: caption (when known), scores, kind, id."
-    cap = rec.get("caption")
-    return [(f"{_html.escape(str(cap[i]))}<br>" if cap is not None else "") +
-            f"score {rec['score'][i]:.3f} · learner {rec['learner_loss'][i]:.3f} · ref {rec['ref_loss'][i]:.3f}<br>"
-            f"{rec['corruption'][i]} · {'selected' if rec['selected'][i] else 'rejected'} · {rec['id'][i]}" for i in idx]
-
-def loss_scatter(rec: dict, # a selection record
-                 kind: str = "all", # corruption filter
-                 kinds=None, # the kinds to make groups for (default: those in the record), so traces stay stable
-                ) -> list[dict]:
-    "Groups of points (kind × selected/rejected): name, kind, selected, index, x (learner loss), y (reference loss), text."
-    m, out = kind_mask(rec, kind), []
-    for k in (kinds if kinds is not None else kind_options([rec])[2:]):
-        for sel in (True, False):
-            idx = np.flatnonzero(m & (rec["corruption"] == k) & (rec["selected"] == sel))
-            out.append({"name": f"{k} · {'selected' if sel else 'rejected'}", "kind": k, "selected": sel, "index": idx,
-                        "x": rec["learner_loss"][idx], "y": rec["ref_loss"][idx], "text": hover_text(rec, idx)})
-    return out
-
-# %% ../nbs/10_dashboards.ipynb #ef953022
-QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-
-def _mean(x): return float(np.mean(x)) if len(x) else float("nan")
-
-def selection_over_time(records: list[dict], # selection records in step order
-                        kind: str = "all", # corruption filter for the quantiles and losses
-                        quantiles=QUANTILES, # score quantiles to follow
-                       ) -> dict:
-    "Per recorded step: corrupted fractions, score quantiles (Q, T), mean losses (all and selected)."
-    out = {k: [] for k in ("step", "corrupt_selected", "corrupt_pool", "mismatch_selected", "learner_all", "ref_all",
-                           "learner_selected", "ref_selected")}
-    q = []
-    for r in records:
-        sel, bad, m = r["selected"], r["corruption"] != "clean", kind_mask(r, kind)
-        out["step"].append(r["step"])
-        out["corrupt_selected"].append(_mean(bad[sel])); out["corrupt_pool"].append(_mean(bad))
-        out["mismatch_selected"].append(_mean(r["corruption"][sel] == "mismatch"))
-        for who, w in (("all", m), ("selected", m & sel)):
-            out[f"learner_{who}"].append(_mean(r["learner_loss"][w])); out[f"ref_{who}"].append(_mean(r["ref_loss"][w]))
-        q.append(np.quantile(r["score"][m], quantiles) if m.any() else np.full(len(quantiles), np.nan))
-    out = {k: np.asarray(v) for k, v in out.items()}
-    out["quantiles"], out["score_q"] = np.asarray(quantiles), np.asarray(q, float).reshape(len(records), len(quantiles)).T
-    return out
-
-def trained_over_time(metrics: list[dict], # the trainer's per-step records
-                     ) -> dict:
-    "Per training step: the fraction of the trained batch that is corrupted (and mismatched), where the data says."
-    rows = [m for m in metrics if "trained_corrupt_frac" in m]
-    return {"step": np.array([m["step"] for m in rows], int), "corrupt": np.array([m["trained_corrupt_frac"] for m in rows], float),
-            "mismatch": np.array([m.get("trained_mismatch_frac", np.nan) for m in rows], float)}
-
-# %% ../nbs/10_dashboards.ipynb #ca7e0907
-def extremes(rec: dict, # a selection record
-             k: int = 6, # examples at each end
-             kind: str = "all", # corruption filter
-            ) -> dict:
-    "Indices of the top-k (highest score first) and bottom-k (lowest first) filtered examples."
-    idx = np.flatnonzero(kind_mask(rec, kind))
-    order = idx[np.argsort(-rec["score"][idx], kind="stable")]
-    return {"top": order[:k], "bottom": order[::-1][:k]}
-
-# %% ../nbs/10_dashboards.ipynb #74ed0ed5
-class ShardExamples:
-    "Images, captions and meta of examples by sample id, read from local webdataset shards."
-    def __init__(self, spec, # the run's training data: a shard spec or list of shard paths
-                ):
-        self.urls = {shard_stem(u): u for u in expand_urls(spec) if not is_remote(u)}
-        self._index, self._caption = {}, {}
-
-    @classmethod
-    def from_run(cls, run_dir) -> "ShardExamples | None":
-        "The training shards a run's `config.json` names (None when they are not local shards)."
-        p = Path(run_dir) / "config.json"
-        if not p.exists(): return None
-        spec = json.loads(p.read_text()).get("data", {}).get("train")
-        try: return cls(spec) if spec and not str(spec).endswith(".csv") else None
-        except (FileNotFoundError, ValueError): return None
-
-    def _members(self, stem: str) -> dict:
-        if stem not in self._index:
-            idx = {}
-            with tarfile.open(self.urls[stem]) as tf:
-                for m in tf:
-                    if not m.isfile() or "." not in m.name: continue
-                    key, ext = m.name.split(".", 1)
-                    idx.setdefault(key, {})[ext] = (m.offset_data, m.size)
-            self._index[stem] = idx
-        return self._index[stem]
-
-    def _read(self, id: str, exts) -> dict:
-        stem, _, key = str(id).rpartition("/")
-        if stem not in self.urls: return {}
-        mem = self._members(stem).get(key, {})
-        out = {}
-        with open(self.urls[stem], "rb") as f:
-            for ext in exts:
-                e = next((x for x in (ext if isinstance(ext, tuple) else (ext,)) if x in mem), None)
-                if e is None: continue
-                off, size = mem[e]; f.seek(off); out[ext if isinstance(ext, str) else "image"] = f.read(size)
-        return out
-
-    def caption(self, id: str) -> str | None:
-        "The caption of one example (cached)."
-        if id not in self._caption:
-            b = self._read(id, ["txt"]).get("txt"); self._caption[id] = b.decode("utf-8").strip() if b else None
-        return self._caption[id]
-
-    def get(self, id: str) -> dict | None:
-        "One example: {'image': (H, W, 3) uint8, 'caption', 'meta'}; None if the id is not in these shards."
-        r = self._read(id, [tuple(IMAGE_EXTS), "txt", "json"])
-        if "image" not in r: return None
-        return {"image": np.asarray(Image.open(io.BytesIO(r["image"])).convert("RGB")),
-                "caption": r["txt"].decode("utf-8").strip() if "txt" in r else None,
-                "meta": json.loads(r["json"]) if "json" in r else {}}
-
-def thumbnail(image: np.ndarray, # (H, W, 3) uint8
-              size: int = 64, # output side (nearest-neighbour upscaling keeps small images crisp)
-             ) -> str:
-    "A data-URI PNG of an image, for the gallery (embeds in HTML without a file)."
-    im = Image.fromarray(image).resize((size, size), Image.NEAREST)
-    b = io.BytesIO(); im.save(b, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(b.getvalue()).decode()
-
-# %% ../nbs/10_dashboards.ipynb #e678cce9
-def load_bandit(run_dir, # a run directory
-               ) -> list[dict]:
-    "The bandit updates of a run, from its `bandit.jsonl`."
-    d = Path(run_dir)
-    if not d.is_dir(): raise FileNotFoundError(f"run directory not found: {d}")
-    recs = load_bandit_records(d) if (d / "bandit.jsonl").exists() else []
-    if not recs:
-        raise FileNotFoundError(f"{d} has no bandit records (bandit.jsonl): the run must use method 'optima' or a "
-                                "module_policy")
-    return recs
-
-def _pdf(x, mu, sd): return np.exp(-0.5 * ((x - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
-
-def posterior_curves(rec: dict, # one bandit record
-                     n: int = 200, # grid points
-                     span: float = 4.0, # the grid covers every arm's mean ± span·std
-                    ) -> dict:
-    "Each arm's posterior density N(mean, std²) on one grid: x (n,), density (n_arms, n), arms, mean, std."
-    mean, std = np.asarray(rec["mean"], float), np.asarray(rec["std"], float)
-    if mean.shape != std.shape or mean.shape != (len(rec["arms"]),) or not (std > 0).all():
-        raise ValueError(f"bandit record of step {rec.get('step')}: mean/std must be one positive std per arm")
-    x = np.linspace((mean - span * std).min(), (mean + span * std).max(), n)
-    return {"x": x, "density": _pdf(x[None], mean[:, None], std[:, None]), "arms": list(rec["arms"]), "mean": mean, "std": std}
-
-# %% ../nbs/10_dashboards.ipynb #7fbb807b
-def bandit_over_time(records: list[dict], # bandit records in step order
-                    ) -> dict:
-    "steps (T,), arms, pulls / p_best / mean / std (T, n_arms), reward (T,), arm_name (T,), rewards by arm name."
-    arms = list(records[0]["arms"])
-    if any(list(r["arms"]) != arms for r in records): raise ValueError("bandit records disagree on the arms")
-    a = lambda k: np.array([r[k] for r in records], float)
-    by = {}
-    for r in records: by.setdefault(r["arm_name"], ([], []))[0].append(r["step"]); by[r["arm_name"]][1].append(r["reward"])
-    return {"step": np.array([r["step"] for r in records], int), "arms": arms, "pulls": a("pulls").astype(int),
-            "p_best": a("p_best"), "mean": a("mean"), "std": a("std"), "reward": a("reward"),
-            "arm_name": [r["arm_name"] for r in records], "by_arm": {k: (np.array(s), np.array(v)) for k, (s, v) in by.items()}}
-
-_ARM = re.compile(r"^(\w+)\[(\d+):(\d+)\]$")
-
-def arm_modules(records: list[dict], # bandit records
-                known: dict | None = None, # module descriptions by name (live: from `ModuleDistill.modules`)
-               ) -> list[dict]:
-    "What each arm stands for: tower, student blocks, teacher blocks (once known), and its latest pulls and P(best)."
-    known = dict(known or {})
-    for r in records:
-        for m in r.get("module") or []: known.setdefault(m["name"], m)
-    last, out = records[-1], []
-    for i, name in enumerate(last["arms"]):
-        m = known.get(name)
-        if m is None:  # not pulled yet: what the name says ("image[0:2]" → image blocks 0, 1)
-            g = _ARM.match(name)
-            m = {"tower": g[1], "blocks": list(range(int(g[2]), int(g[3])))} if g else {"tower": name, "blocks": []}
-        out.append({"arm": i, "name": name, "tower": m["tower"], "blocks": list(m["blocks"]),
-                    "teacher_blocks": m.get("teacher_blocks"), "pulls": int(last["pulls"][i]), "p_best": float(last["p_best"][i])})
-    return out
 
 # %% ../nbs/10_dashboards.ipynb #fc2e037d
 @dataclass(frozen=True)
@@ -308,7 +63,7 @@ class Throttle:
         "Note a redraw at `step` that took `cost` seconds."
         self.last_step, self.last_t = step, self.clock(); self.costs.append(cost)
 
-# %% ../nbs/10_dashboards.ipynb #62974052
+# %% ../nbs/10_dashboards.ipynb #4357f30e
 KIND_COLOURS = {"clean": "#4c78a8", "mismatch": "#e45756", "near_duplicate": "#f58518", "attr_swap": "#b279a2", "unknown": "#9d9d9d"}
 ARM_COLOURS = plotly.colors.qualitative.Plotly
 
@@ -329,6 +84,7 @@ class _Traces:
         "The traces whose key starts with `prefix`, in order."
         return [self.fig.data[i] for k, i in self.key.items() if k.startswith(prefix)]
 
+# %% ../nbs/10_dashboards.ipynb #bc7c412b
 class _Dashboard:
     "What both dashboards share: config, throttle, step counter, record slider, live hooks, HTML snapshots."
     kind = "dashboard"
@@ -348,7 +104,6 @@ class _Dashboard:
         self._quiet, self._lock = False, threading.RLock()
         self.slider.observe(self._on_slider, "value")
 
-    # --- records and the slider ----------------------------------------------------------------------------
     @property
     def n_records(self) -> int: return len(self.records)
 
@@ -371,81 +126,94 @@ class _Dashboard:
             if follow: self.slider.value = n
         finally: self._quiet = False
 
-    # --- drawing -------------------------------------------------------------------------------------------
-    def draw(self):
-        "Redraw every plot for the record under the slider, and the status line."
-        with self._lock:  # training in a background thread draws while the user moves the slider
-            self._sync_slider()
-            self._draw(self.index)
-            self.status.value = self._status_html()
-            self.n_draws += 1
-
-    def _status_html(self) -> str:
-        tot = f" / {self.total}" if self.total else ""
-        sps = f" · {self.sps:.0f} samples/s" if self.sps else ""
-        return (f"<b>{_html.escape(self.title or self.kind)}</b> · <span class='aced-step-value'>step {self.step}{tot}</span>"
-                f" · {self.n_records} records{sps}")
-
-    def refresh(self):
-        "Redraw now and tell the throttle what it cost."
-        t0 = time.perf_counter(); self.draw(); cost = time.perf_counter() - t0
-        self.throttle.drawn(self.step, cost); self.draw_seconds += cost
-
-    @property
-    def widget(self) -> widgets.Widget:
-        "The whole dashboard as one ipywidgets box."
-        if not hasattr(self, "_box"): self._box = self._layout()
-        return self._box
-
-    def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
-
-    # --- live: fed by the trainer ---------------------------------------------------------------------------
-    def callback(self) -> "DashboardCallback":
-        "A trainer callback that feeds this dashboard: `train(cfg, callbacks=[dash.callback()])`."
-        return DashboardCallback(self)
-
-    def start(self, t):
-        "Training starts (or resumes): remember the run; a resumed run first reloads its records so far."
-        self.run_dir, self.total, self.step = Path(t.run_dir), t.cfg.steps, t.step
-        self._start(t)
-        self.refresh()
-
-    def on_record(self, t):
-        "A training step is recorded: note it, and redraw when the throttle says so."
-        self.step, self.sps = t.step, t.record.get("samples_per_s")
-        self._on_record(t.record)
-        if self.throttle.due(t.step): self.refresh()
-
-    def finish(self, t):
-        "Training ended: the final redraw, and a snapshot next to the run."
-        self.step = t.step; self.refresh()
-        if self.cfg.snapshot: self.save_html()
-
+    # the live hooks a dashboard fills in (see `start` and `on_record`)
     def _start(self, t): pass
     def _on_record(self, record: dict): pass
 
-    # --- snapshots ------------------------------------------------------------------------------------------
-    def to_html(self) -> str:
-        "The dashboard as it stands, as one self-contained HTML page (plotly.js inline, no network)."
-        body = "\n".join([f"<h2>{_html.escape(self.title or self.kind)}</h2>", f"<p>{self._status_html()}</p>",
-                          *self._html_parts()])
-        return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{_html.escape(self.title or self.kind)}</title>"
-                f"<script type='text/javascript'>{get_plotlyjs()}</script></head>\n<body style='font-family:sans-serif'>"
-                f"\n{body}\n</body></html>\n")
+# %% ../nbs/10_dashboards.ipynb #94f00423
+@patch
+def draw(self: _Dashboard):
+    "Redraw every plot for the record under the slider, and the status line."
+    with self._lock:  # training in a background thread draws while the user moves the slider
+        self._sync_slider()
+        self._draw(self.index)
+        self.status.value = self._status_html()
+        self.n_draws += 1
 
-    def save_html(self, path=None, # where to write (default: run_dir/dashboards/<kind>.html)
-                 ) -> Path:
-        "Write `to_html()` atomically; return the path."
-        if path is None:
-            if self.run_dir is None: raise ValueError("save_html needs a path: this dashboard has no run directory")
-            path = self.run_dir / "dashboards" / f"{self.kind}.html"
-        page = self.to_html()
-        path = atomic_write(path, lambda f: f.write(page.encode("utf-8"))); os.chmod(path, 0o644)
-        return path
+@patch
+def _status_html(self: _Dashboard) -> str:
+    tot = f" / {self.total}" if self.total else ""
+    sps = f" · {self.sps:.0f} samples/s" if self.sps else ""
+    return (f"<b>{_html.escape(self.title or self.kind)}</b> · <span class='aced-step-value'>step {self.step}{tot}</span>"
+            f" · {self.n_records} records{sps}")
 
-    def _figure_html(self) -> str:
-        return go.Figure(self.fig).to_html(full_html=False, include_plotlyjs=False)
+@patch
+def refresh(self: _Dashboard):
+    "Redraw now and tell the throttle what it cost."
+    t0 = time.perf_counter(); self.draw(); cost = time.perf_counter() - t0
+    self.throttle.drawn(self.step, cost); self.draw_seconds += cost
 
+@patch(as_prop=True)
+def widget(self: _Dashboard) -> widgets.Widget:
+    "The whole dashboard as one ipywidgets box."
+    if not hasattr(self, "_box"): self._box = self._layout()
+    return self._box
+
+@patch
+def _repr_mimebundle_(self: _Dashboard, **kw): return self.widget._repr_mimebundle_(**kw)
+
+# %% ../nbs/10_dashboards.ipynb #00bd9e4e
+@patch
+def callback(self: _Dashboard) -> "DashboardCallback":
+    "A trainer callback that feeds this dashboard: `train(cfg, callbacks=[dash.callback()])`."
+    return DashboardCallback(self)
+
+@patch
+def start(self: _Dashboard, t):
+    "Training starts (or resumes): remember the run; a resumed run first reloads its records so far."
+    self.run_dir, self.total, self.step = Path(t.run_dir), t.cfg.steps, t.step
+    self._start(t)
+    self.refresh()
+
+@patch
+def on_record(self: _Dashboard, t):
+    "A training step is recorded: note it, and redraw when the throttle says so."
+    self.step, self.sps = t.step, t.record.get("samples_per_s")
+    self._on_record(t.record)
+    if self.throttle.due(t.step): self.refresh()
+
+@patch
+def finish(self: _Dashboard, t):
+    "Training ended: the final redraw, and a snapshot next to the run."
+    self.step = t.step; self.refresh()
+    if self.cfg.snapshot: self.save_html()
+
+# %% ../nbs/10_dashboards.ipynb #87358af9
+@patch
+def to_html(self: _Dashboard) -> str:
+    "The dashboard as it stands, as one self-contained HTML page (plotly.js inline, no network)."
+    body = "\n".join([f"<h2>{_html.escape(self.title or self.kind)}</h2>", f"<p>{self._status_html()}</p>",
+                      *self._html_parts()])
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{_html.escape(self.title or self.kind)}</title>"
+            f"<script type='text/javascript'>{get_plotlyjs()}</script></head>\n<body style='font-family:sans-serif'>"
+            f"\n{body}\n</body></html>\n")
+
+@patch
+def save_html(self: _Dashboard, path=None, # where to write (default: run_dir/dashboards/<kind>.html)
+             ) -> Path:
+    "Write `to_html()` atomically; return the path."
+    if path is None:
+        if self.run_dir is None: raise ValueError("save_html needs a path: this dashboard has no run directory")
+        path = self.run_dir / "dashboards" / f"{self.kind}.html"
+    page = self.to_html()
+    path = atomic_write(path, lambda f: f.write(page.encode("utf-8"))); os.chmod(path, 0o644)
+    return path
+
+@patch
+def _figure_html(self: _Dashboard) -> str:
+    return go.Figure(self.fig).to_html(full_html=False, include_plotlyjs=False)
+
+# %% ../nbs/10_dashboards.ipynb #fd77573b
 class DashboardCallback(Callback):
     "Trainer plug-in that feeds dashboards from the trainer's events (rank 0 only); add it with `callbacks=[...]`."
     order = 95 # after the selection (10) and the loggers (80, 81): records are final
@@ -480,7 +248,7 @@ def train_in_background(cfg, # a `TrainConfig` or a dict of its fields
     fut = ex.submit(train, cfg, callbacks); ex.shutdown(wait=False)
     return fut
 
-# %% ../nbs/10_dashboards.ipynb #feebc0d9
+# %% ../nbs/10_dashboards.ipynb #3e505223
 class SelectionDashboard(_Dashboard):
     "Per-sample learnability of ACID's super-batches: live as a trainer callback, or replayed with `from_run`."
     kind = "selection"
@@ -522,7 +290,6 @@ class SelectionDashboard(_Dashboard):
                         line=dict(color=c, dash=dash))
         self.gallery = widgets.HTML()
 
-    # --- feeding ---------------------------------------------------------------------------------------------
     @classmethod
     def from_run(cls, run_dir, # a run directory (trained with method acid or aced)
                  cfg: DashboardConfig | None = None, # looks
@@ -537,112 +304,124 @@ class SelectionDashboard(_Dashboard):
         dash._sync_kinds(); dash.draw()
         return dash
 
-    def add_selection(self, rec: dict, # a selection record (`trainer.selection_record` or an npz's arrays)
-                      caption=None, # the super-batch's captions, if known
-                     ):
-        "Add one recorded super-batch (drawn at the next redraw)."
-        rec = as_selection(rec, caption)
-        with self._lock: self.records.append(rec); self._sync_kinds()
+# %% ../nbs/10_dashboards.ipynb #db0873d0
+@patch
+def add_selection(self: SelectionDashboard, rec: dict, # a selection record (`trainer.selection_record` or an npz's arrays)
+                  caption=None, # the super-batch's captions, if known
+                 ):
+    "Add one recorded super-batch (drawn at the next redraw)."
+    rec = as_selection(rec, caption)
+    with self._lock: self.records.append(rec); self._sync_kinds()
 
-    def _on_record(self, record): self.metrics.append({k: record[k] for k in ("step", "trained_corrupt_frac", "trained_mismatch_frac") if k in record})
+@patch
+def _on_record(self: SelectionDashboard, record): self.metrics.append({k: record[k] for k in ("step", "trained_corrupt_frac", "trained_mismatch_frac") if k in record})
 
-    def _start(self, t):
-        if self.examples is None:
-            try: self.examples = ShardExamples(t.data_info["train"])
-            except (FileNotFoundError, ValueError, TypeError): self.examples = None
-        self.title = self.title if self.title != "selection" else f"selection · {Path(t.run_dir).name}"
-        if t.step > 0 and (Path(t.run_dir) / "selection").exists():  # resumed: the records so far, from disk
-            self.records = [r for r in load_selection(t.run_dir) if r["step"] <= t.step]
-            if (Path(t.run_dir) / "metrics.jsonl").exists(): self.metrics = [m for m in load_records(t.run_dir) if m["step"] <= t.step]
-            self._sync_kinds()
+@patch
+def _start(self: SelectionDashboard, t):
+    if self.examples is None:
+        try: self.examples = ShardExamples(t.data_info["train"])
+        except (FileNotFoundError, ValueError, TypeError): self.examples = None
+    self.title = self.title if self.title != "selection" else f"selection · {Path(t.run_dir).name}"
+    if t.step > 0 and (Path(t.run_dir) / "selection").exists():  # resumed: the records so far, from disk
+        self.records = [r for r in load_selection(t.run_dir) if r["step"] <= t.step]
+        if (Path(t.run_dir) / "metrics.jsonl").exists(): self.metrics = [m for m in load_records(t.run_dir) if m["step"] <= t.step]
+        self._sync_kinds()
 
-    def _sync_kinds(self):
-        opts = kind_options(self.records) if self.records else ["all", "corrupted", *CORRUPTIONS]
-        opts = [*opts, *[k for k in ["all", "corrupted", *CORRUPTIONS] if k not in opts]]
-        if list(self.filter.options) != opts:
-            v = self.filter.value; self.filter.unobserve_all("value")
-            self.filter.options = opts; self.filter.value = v if v in opts else "all"
-            self.filter.observe(lambda c: self.draw(), "value")
-        for k in opts[2:]:
-            if k not in self.kinds: self.kinds.append(k)
+@patch
+def _sync_kinds(self: SelectionDashboard):
+    opts = kind_options(self.records) if self.records else ["all", "corrupted", *CORRUPTIONS]
+    opts = [*opts, *[k for k in ["all", "corrupted", *CORRUPTIONS] if k not in opts]]
+    if list(self.filter.options) != opts:
+        v = self.filter.value; self.filter.unobserve_all("value")
+        self.filter.options = opts; self.filter.value = v if v in opts else "all"
+        self.filter.observe(lambda c: self.draw(), "value")
+    for k in opts[2:]:
+        if k not in self.kinds: self.kinds.append(k)
 
-    # --- drawing -------------------------------------------------------------------------------------------
-    def _draw(self, i):
-        kind = self.filter.value
-        rec = self.records[i] if i is not None else None
-        self.step_label.value = f"step <b>{rec['step']}</b>" if rec else "no selection record yet"
-        if rec is not None and "caption" not in rec and self.examples is not None:  # replay: captions from the shards
-            rec["caption"] = np.array([self.examples.caption(x) or "" for x in rec["id"]])
-        groups = loss_scatter(rec, kind, self.kinds) if rec is not None else []
-        for g in groups:  # one trace per (kind, selected), made on first sight
-            if f"scatter/{g['name']}" not in self.tr:
-                self.tr.add(f"scatter/{g['name']}", "scatter", 1, 4, x=[], y=[], mode="markers", name=g["name"], legendgroup=g["kind"],
-                            hoverinfo="text", marker=dict(color=KIND_COLOURS.get(g["kind"], "#9d9d9d"), size=7 if g["selected"] else 6,
-                                                          symbol="circle" if g["selected"] else "circle-open", opacity=0.9 if g["selected"] else 0.6))
-        ot = selection_over_time(self.records, kind) if self.records else None
-        tt = trained_over_time(self.metrics)
-        tr = self.tr
-        with self.fig.batch_update():
-            if rec is None: tr["hist/selected"].x = tr["hist/rejected"].x = []
-            else:
-                h = score_histogram(rec, self.cfg.bins, kind)
-                for k in ("selected", "rejected"): tr[f"hist/{k}"].x, tr[f"hist/{k}"].y, tr[f"hist/{k}"].width = h["centers"], h[k], h["width"]
-            for g in groups:
-                t = tr[f"scatter/{g['name']}"]
-                t.x, t.y, t.hovertext, t.visible = g["x"], g["y"], g["text"], True if len(g["x"]) else "legendonly"
-            if rec is not None:
-                lo = float(min(rec["learner_loss"].min(), rec["ref_loss"].min())); hi = float(max(rec["learner_loss"].max(), rec["ref_loss"].max()))
-                tr["scatter:diagonal"].x = tr["scatter:diagonal"].y = [lo, hi]
-            tr["time/corrupt/trained"].x, tr["time/corrupt/trained"].y = tt["step"], tt["corrupt"]
-            if ot is not None:
-                tr["time/corrupt/selected"].x, tr["time/corrupt/selected"].y = ot["step"], ot["corrupt_selected"]
-                tr["time/corrupt/pool"].x, tr["time/corrupt/pool"].y = ot["step"], ot["corrupt_pool"]
-                for j in range(len(QUANTILES)): tr[f"time/q{j}"].x, tr[f"time/q{j}"].y = ot["step"], ot["score_q"][j]
-                for k in ("learner_all", "ref_all", "learner_selected", "ref_selected"): tr[f"time/{k}"].x, tr[f"time/{k}"].y = ot["step"], ot[k]
-            self.fig.layout.shapes = _vline(rec["step"] if rec else None, (3, 4, 5))
-        self.gallery.value = self._gallery_html(rec, kind) if rec is not None else ""
+# %% ../nbs/10_dashboards.ipynb #b8b34021
+@patch
+def _draw(self: SelectionDashboard, i):
+    kind = self.filter.value
+    rec = self.records[i] if i is not None else None
+    self.step_label.value = f"step <b>{rec['step']}</b>" if rec else "no selection record yet"
+    if rec is not None and "caption" not in rec and self.examples is not None:  # replay: captions from the shards
+        rec["caption"] = np.array([self.examples.caption(x) or "" for x in rec["id"]])
+    groups = loss_scatter(rec, kind, self.kinds) if rec is not None else []
+    for g in groups:  # one trace per (kind, selected), made on first sight
+        if f"scatter/{g['name']}" not in self.tr:
+            self.tr.add(f"scatter/{g['name']}", "scatter", 1, 4, x=[], y=[], mode="markers", name=g["name"], legendgroup=g["kind"],
+                        hoverinfo="text", marker=dict(color=KIND_COLOURS.get(g["kind"], "#9d9d9d"), size=7 if g["selected"] else 6,
+                                                      symbol="circle" if g["selected"] else "circle-open", opacity=0.9 if g["selected"] else 0.6))
+    ot = selection_over_time(self.records, kind) if self.records else None
+    tt = trained_over_time(self.metrics)
+    tr = self.tr
+    with self.fig.batch_update():
+        if rec is None: tr["hist/selected"].x = tr["hist/rejected"].x = []
+        else:
+            h = score_histogram(rec, self.cfg.bins, kind)
+            for k in ("selected", "rejected"): tr[f"hist/{k}"].x, tr[f"hist/{k}"].y, tr[f"hist/{k}"].width = h["centers"], h[k], h["width"]
+        for g in groups:
+            t = tr[f"scatter/{g['name']}"]
+            t.x, t.y, t.hovertext, t.visible = g["x"], g["y"], g["text"], True if len(g["x"]) else "legendonly"
+        if rec is not None:
+            lo = float(min(rec["learner_loss"].min(), rec["ref_loss"].min())); hi = float(max(rec["learner_loss"].max(), rec["ref_loss"].max()))
+            tr["scatter:diagonal"].x = tr["scatter:diagonal"].y = [lo, hi]
+        tr["time/corrupt/trained"].x, tr["time/corrupt/trained"].y = tt["step"], tt["corrupt"]
+        if ot is not None:
+            tr["time/corrupt/selected"].x, tr["time/corrupt/selected"].y = ot["step"], ot["corrupt_selected"]
+            tr["time/corrupt/pool"].x, tr["time/corrupt/pool"].y = ot["step"], ot["corrupt_pool"]
+            for j in range(len(QUANTILES)): tr[f"time/q{j}"].x, tr[f"time/q{j}"].y = ot["step"], ot["score_q"][j]
+            for k in ("learner_all", "ref_all", "learner_selected", "ref_selected"): tr[f"time/{k}"].x, tr[f"time/{k}"].y = ot["step"], ot[k]
+        self.fig.layout.shapes = _vline(rec["step"] if rec else None, (3, 4, 5))
+    self.gallery.value = self._gallery_html(rec, kind) if rec is not None else ""
 
-    def gallery_rows(self, rec: dict, kind: str = "all") -> dict:
-        "The gallery's rows, top and bottom: id, caption, scores, kind, selected and (when the shards are local) a thumbnail."
-        out = {}
-        for end, idx in extremes(rec, self.cfg.top_k, kind).items():
-            rows = []
-            for i in idx:
-                ex = self.examples.get(rec["id"][i]) if self.examples is not None else None
-                cap = rec["caption"][i] if "caption" in rec else (ex or {}).get("caption")
-                rows.append({"id": str(rec["id"][i]), "caption": cap, "score": float(rec["score"][i]),
-                             "learner_loss": float(rec["learner_loss"][i]), "ref_loss": float(rec["ref_loss"][i]),
-                             "corruption": str(rec["corruption"][i]), "selected": bool(rec["selected"][i]),
-                             "thumbnail": thumbnail(ex["image"], self.cfg.thumb) if ex else None})
-            out[end] = rows
-        return out
+# %% ../nbs/10_dashboards.ipynb #212b2d7e
+@patch
+def gallery_rows(self: SelectionDashboard, rec: dict, kind: str = "all") -> dict:
+    "The gallery's rows, top and bottom: id, caption, scores, kind, selected and (when the shards are local) a thumbnail."
+    out = {}
+    for end, idx in extremes(rec, self.cfg.top_k, kind).items():
+        rows = []
+        for i in idx:
+            ex = self.examples.get(rec["id"][i]) if self.examples is not None else None
+            cap = rec["caption"][i] if "caption" in rec else (ex or {}).get("caption")
+            rows.append({"id": str(rec["id"][i]), "caption": cap, "score": float(rec["score"][i]),
+                         "learner_loss": float(rec["learner_loss"][i]), "ref_loss": float(rec["ref_loss"][i]),
+                         "corruption": str(rec["corruption"][i]), "selected": bool(rec["selected"][i]),
+                         "thumbnail": thumbnail(ex["image"], self.cfg.thumb) if ex else None})
+        out[end] = rows
+    return out
 
-    def _gallery_html(self, rec, kind) -> str:
-        rows = self.gallery_rows(rec, kind)
-        def card(r):
-            img = (f"<img src='{r['thumbnail']}' width='{self.cfg.thumb}' height='{self.cfg.thumb}' style='image-rendering:pixelated'>"
-                   if r["thumbnail"] else f"<div style='width:{self.cfg.thumb}px;height:{self.cfg.thumb}px;background:#eee'></div>")
-            col = KIND_COLOURS.get(r["corruption"], "#9d9d9d")
-            return (f"<div class='aced-card' style='display:inline-block;vertical-align:top;width:150px;margin:4px;font-size:11px;"
-                    f"line-height:1.3'>{img}"
-                    f"<div>{_html.escape(r['caption'] or r['id'])}</div>"
-                    f"<div>score <b>{r['score']:.2f}</b> (L {r['learner_loss']:.2f} / R {r['ref_loss']:.2f})</div>"
-                    f"<div><span style='color:{col}'>■ {r['corruption']}</span> · {'selected' if r['selected'] else 'rejected'}</div></div>")
-        part = lambda name, rs: f"<div><b>{name}</b></div><div>{''.join(card(r) for r in rs) or '<i>none</i>'}</div>"
-        step = rec["step"]
-        return (f"<div class='aced-gallery'>{part(f'top {self.cfg.top_k} by score (step {step})', rows['top'])}"
-                f"{part(f'bottom {self.cfg.top_k} by score', rows['bottom'])}</div>")
+@patch
+def _gallery_html(self: SelectionDashboard, rec, kind) -> str:
+    rows = self.gallery_rows(rec, kind)
+    def card(r):
+        img = (f"<img src='{r['thumbnail']}' width='{self.cfg.thumb}' height='{self.cfg.thumb}' style='image-rendering:pixelated'>"
+               if r["thumbnail"] else f"<div style='width:{self.cfg.thumb}px;height:{self.cfg.thumb}px;background:#eee'></div>")
+        col = KIND_COLOURS.get(r["corruption"], "#9d9d9d")
+        return (f"<div class='aced-card' style='display:inline-block;vertical-align:top;width:150px;margin:4px;font-size:11px;"
+                f"line-height:1.3'>{img}"
+                f"<div>{_html.escape(r['caption'] or r['id'])}</div>"
+                f"<div>score <b>{r['score']:.2f}</b> (L {r['learner_loss']:.2f} / R {r['ref_loss']:.2f})</div>"
+                f"<div><span style='color:{col}'>■ {r['corruption']}</span> · {'selected' if r['selected'] else 'rejected'}</div></div>")
+    part = lambda name, rs: f"<div><b>{name}</b></div><div>{''.join(card(r) for r in rs) or '<i>none</i>'}</div>"
+    step = rec["step"]
+    return (f"<div class='aced-gallery'>{part(f'top {self.cfg.top_k} by score (step {step})', rows['top'])}"
+            f"{part(f'bottom {self.cfg.top_k} by score', rows['bottom'])}</div>")
 
-    def _layout(self):
-        return widgets.VBox([self.status, widgets.HBox([self.play, self.slider, self.step_label, self.filter]), self.fig, self.gallery])
+# %% ../nbs/10_dashboards.ipynb #5dda42f0
+@patch
+def _layout(self: SelectionDashboard):
+    return widgets.VBox([self.status, widgets.HBox([self.play, self.slider, self.step_label, self.filter]), self.fig, self.gallery])
 
-    def _html_parts(self) -> list[str]:
-        i = self.index
-        head = (f"<p>record {i + 1} of {self.n_records}: step {self.records[i]['step']} · filter {self.filter.value}</p>"
-                if i is not None else "<p>no selection record</p>")
-        return [head, self._figure_html(), self.gallery.value]
+@patch
+def _html_parts(self: SelectionDashboard) -> list[str]:
+    i = self.index
+    head = (f"<p>record {i + 1} of {self.n_records}: step {self.records[i]['step']} · filter {self.filter.value}</p>"
+            if i is not None else "<p>no selection record</p>")
+    return [head, self._figure_html(), self.gallery.value]
 
-# %% ../nbs/10_dashboards.ipynb #2619ba34
+# %% ../nbs/10_dashboards.ipynb #d5107d73
 class BanditDashboard(_Dashboard):
     "OPTIMA's beliefs about the modules: live as a trainer callback, or replayed with `from_run`."
     kind = "bandit"
@@ -681,62 +460,70 @@ class BanditDashboard(_Dashboard):
         if self.records and list(rec["arms"]) != list(self.records[0]["arms"]): raise ValueError("bandit record with different arms")
         with self._lock: self.records.append(rec)
 
-    def _start(self, t):
-        md = next((c for c in t.callbacks if getattr(c, "name", "") == "ModuleDistill"), None)
-        if md is not None and hasattr(md, "modules"):
-            self.known = {m.name: {"name": m.name, "tower": m.tower, "blocks": list(m.blocks), "teacher_blocks": list(m.teacher_blocks)}
-                          for m in md.modules}
-        self.title = self.title if self.title != "bandit" else f"bandit · {Path(t.run_dir).name}"
-        if t.step > 0 and (Path(t.run_dir) / "bandit.jsonl").exists():
-            self.records = [r for r in load_bandit(t.run_dir) if r["step"] <= t.step]
+# %% ../nbs/10_dashboards.ipynb #da3ebdac
+@patch
+def _start(self: BanditDashboard, t):
+    md = next((c for c in t.callbacks if getattr(c, "name", "") == "ModuleDistill"), None)
+    if md is not None and hasattr(md, "modules"):
+        self.known = {m.name: {"name": m.name, "tower": m.tower, "blocks": list(m.blocks), "teacher_blocks": list(m.teacher_blocks)}
+                      for m in md.modules}
+    self.title = self.title if self.title != "bandit" else f"bandit · {Path(t.run_dir).name}"
+    if t.step > 0 and (Path(t.run_dir) / "bandit.jsonl").exists():
+        self.records = [r for r in load_bandit(t.run_dir) if r["step"] <= t.step]
 
-    def _ensure_traces(self, arms):
-        "One set of traces per arm (made once the arms are known), plus the rewards of the all/none pseudo-arms."
-        if self._arms is not None: return
-        self._arms = arms
+@patch
+def _ensure_traces(self: BanditDashboard, arms):
+    "One set of traces per arm (made once the arms are known), plus the rewards of the all/none pseudo-arms."
+    if self._arms is not None: return
+    self._arms = arms
+    for j, a in enumerate(arms):
+        c = ARM_COLOURS[j % len(ARM_COLOURS)]
+        self.tr.add(f"posterior/{j}", "scatter", 1, 1, x=[], y=[], name=a, legendgroup=a, mode="lines", line=dict(color=c),
+                    fill="tozeroy", opacity=0.5)
+        self.tr.add(f"pulls/{j}", "scatter", 2, 1, x=[], y=[], name=a, legendgroup=a, mode="lines+markers", showlegend=False,
+                    line=dict(color=c, shape="hv"))
+        self.tr.add(f"reward/{a}", "scatter", 2, 2, x=[], y=[], name=a, legendgroup=a, mode="markers", marker=dict(color=c, size=8),
+                    showlegend=False)
+        self.tr.add(f"p_best/{j}", "scatter", 2, 3, x=[], y=[], name=a, legendgroup=a, mode="lines+markers", line=dict(color=c),
+                    showlegend=False)
+    for a, c in (("all", "black"), ("none", "grey")):  # the baselines' pseudo-arms
+        self.tr.add(f"reward/{a}", "scatter", 2, 2, x=[], y=[], name=a, mode="markers", marker=dict(color=c, size=8, symbol="diamond"))
+
+# %% ../nbs/10_dashboards.ipynb #c1158068
+@patch
+def _draw(self: BanditDashboard, i):
+    if i is None:
+        self.step_label.value = "no bandit record yet"; self.table.value = ""; return
+    rec, arms = self.records[i], list(self.records[0]["arms"])
+    self._ensure_traces(arms)
+    pc, bt, tr = posterior_curves(rec), bandit_over_time(self.records), self.tr
+    self.step_label.value = (f"step <b>{rec['step']}</b> · pulled <b>{_html.escape(rec['arm_name'])}</b>"
+                             f" (reward {rec['reward']:+.2f})" + (f" · next {_html.escape(arms[rec['next_arm']])}"
+                             if isinstance(rec.get("next_arm"), int) and 0 <= rec["next_arm"] < len(arms) else ""))
+    with self.fig.batch_update():
         for j, a in enumerate(arms):
-            c = ARM_COLOURS[j % len(ARM_COLOURS)]
-            self.tr.add(f"posterior/{j}", "scatter", 1, 1, x=[], y=[], name=a, legendgroup=a, mode="lines", line=dict(color=c),
-                        fill="tozeroy", opacity=0.5)
-            self.tr.add(f"pulls/{j}", "scatter", 2, 1, x=[], y=[], name=a, legendgroup=a, mode="lines+markers", showlegend=False,
-                        line=dict(color=c, shape="hv"))
-            self.tr.add(f"reward/{a}", "scatter", 2, 2, x=[], y=[], name=a, legendgroup=a, mode="markers", marker=dict(color=c, size=8),
-                        showlegend=False)
-            self.tr.add(f"p_best/{j}", "scatter", 2, 3, x=[], y=[], name=a, legendgroup=a, mode="lines+markers", line=dict(color=c),
-                        showlegend=False)
-        for a, c in (("all", "black"), ("none", "grey")):  # the baselines' pseudo-arms
-            self.tr.add(f"reward/{a}", "scatter", 2, 2, x=[], y=[], name=a, mode="markers", marker=dict(color=c, size=8, symbol="diamond"))
+            tr[f"posterior/{j}"].x, tr[f"posterior/{j}"].y = pc["x"], pc["density"][j]
+            tr[f"pulls/{j}"].x, tr[f"pulls/{j}"].y = bt["step"], bt["pulls"][:, j]
+            tr[f"p_best/{j}"].x, tr[f"p_best/{j}"].y = bt["step"], bt["p_best"][:, j]
+        for a in [*arms, "all", "none"]:
+            tr[f"reward/{a}"].x, tr[f"reward/{a}"].y = bt["by_arm"].get(a, ([], []))
+        self.fig.layout.annotations[0].text = f"posteriors at step {rec['step']} ({_html.escape(str(rec.get('policy', '')))})"
+        self.fig.layout.shapes = _vline(rec["step"], (2, 3, 4))
+    self.table.value = self._table_html(arm_modules(self.records[: i + 1], self.known))
 
-    def _draw(self, i):
-        if i is None:
-            self.step_label.value = "no bandit record yet"; self.table.value = ""; return
-        rec, arms = self.records[i], list(self.records[0]["arms"])
-        self._ensure_traces(arms)
-        pc, bt, tr = posterior_curves(rec), bandit_over_time(self.records), self.tr
-        self.step_label.value = (f"step <b>{rec['step']}</b> · pulled <b>{_html.escape(rec['arm_name'])}</b>"
-                                 f" (reward {rec['reward']:+.2f})" + (f" · next {_html.escape(arms[rec['next_arm']])}"
-                                 if isinstance(rec.get("next_arm"), int) and 0 <= rec["next_arm"] < len(arms) else ""))
-        with self.fig.batch_update():
-            for j, a in enumerate(arms):
-                tr[f"posterior/{j}"].x, tr[f"posterior/{j}"].y = pc["x"], pc["density"][j]
-                tr[f"pulls/{j}"].x, tr[f"pulls/{j}"].y = bt["step"], bt["pulls"][:, j]
-                tr[f"p_best/{j}"].x, tr[f"p_best/{j}"].y = bt["step"], bt["p_best"][:, j]
-            for a in [*arms, "all", "none"]:
-                tr[f"reward/{a}"].x, tr[f"reward/{a}"].y = bt["by_arm"].get(a, ([], []))
-            self.fig.layout.annotations[0].text = f"posteriors at step {rec['step']} ({_html.escape(str(rec.get('policy', '')))})"
-            self.fig.layout.shapes = _vline(rec["step"], (2, 3, 4))
-        self.table.value = self._table_html(arm_modules(self.records[: i + 1], self.known))
+@patch
+def _table_html(self: BanditDashboard, mods) -> str:
+    fmt = lambda b: "—" if b is None else (", ".join(map(str, b)) or "projection heads")
+    rows = "".join(f"<tr><td style='color:{ARM_COLOURS[m['arm'] % len(ARM_COLOURS)]}'>■ {m['arm']}</td><td>{_html.escape(m['name'])}</td>"
+                   f"<td>{m['tower']}</td><td>{fmt(m['blocks'])}</td><td>{fmt(m['teacher_blocks'])}</td>"
+                   f"<td>{m['pulls']}</td><td>{m['p_best']:.2f}</td></tr>" for m in mods)
+    return ("<table class='aced-arms' style='border-collapse:collapse;font-size:12px' cellpadding='4'><tr><th>arm</th><th>module</th>"
+            f"<th>tower</th><th>student blocks</th><th>teacher blocks</th><th>pulls</th><th>P(best)</th></tr>{rows}</table>")
 
-    def _table_html(self, mods) -> str:
-        fmt = lambda b: "—" if b is None else (", ".join(map(str, b)) or "projection heads")
-        rows = "".join(f"<tr><td style='color:{ARM_COLOURS[m['arm'] % len(ARM_COLOURS)]}'>■ {m['arm']}</td><td>{_html.escape(m['name'])}</td>"
-                       f"<td>{m['tower']}</td><td>{fmt(m['blocks'])}</td><td>{fmt(m['teacher_blocks'])}</td>"
-                       f"<td>{m['pulls']}</td><td>{m['p_best']:.2f}</td></tr>" for m in mods)
-        return ("<table class='aced-arms' style='border-collapse:collapse;font-size:12px' cellpadding='4'><tr><th>arm</th><th>module</th>"
-                f"<th>tower</th><th>student blocks</th><th>teacher blocks</th><th>pulls</th><th>P(best)</th></tr>{rows}</table>")
+@patch
+def _layout(self: BanditDashboard):
+    return widgets.VBox([self.status, widgets.HBox([self.play, self.slider, self.step_label]), self.fig, self.table])
 
-    def _layout(self):
-        return widgets.VBox([self.status, widgets.HBox([self.play, self.slider, self.step_label]), self.fig, self.table])
-
-    def _html_parts(self) -> list[str]:
-        return [f"<p>{self.step_label.value}</p>", self._figure_html(), self.table.value]
+@patch
+def _html_parts(self: BanditDashboard) -> list[str]:
+    return [f"<p>{self.step_label.value}</p>", self._figure_html(), self.table.value]

@@ -3,7 +3,7 @@ import json, os, re, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
-from aced_lab import dashboards as D
+from aced_lab import dashboards as D, views as V
 from aced_lab.synthetic import default_data, read_samples
 
 ROOT = Path(__file__).parent.parent
@@ -39,23 +39,23 @@ def run(tmp_path_factory):
     return d
 
 def test_view_models_on_run_files(run):
-    recs = D.load_selection(run)
+    recs = V.load_selection(run)
     assert [r["step"] for r in recs] == [10, 20, 30] and all(len(r["id"]) == 40 for r in recs)
-    h = D.score_histogram(recs[0], bins=10)
+    h = V.score_histogram(recs[0], bins=10)
     assert h["selected"].sum() == 8 and h["selected"].sum() + h["rejected"].sum() == 40
-    assert D.score_histogram(recs[0], bins=10, kind="mismatch")["rejected"].sum() == (recs[0]["corruption"] == "mismatch").sum()
-    ot = D.selection_over_time(recs)
+    assert V.score_histogram(recs[0], bins=10, kind="mismatch")["rejected"].sum() == (recs[0]["corruption"] == "mismatch").sum()
+    ot = V.selection_over_time(recs)
     assert ot["score_q"].shape == (5, 3) and (np.diff(ot["score_q"], axis=0) >= 0).all()  # quantiles are ordered
     np.testing.assert_allclose(ot["corrupt_pool"], [(r["corruption"] != "clean").mean() for r in recs])
-    e = D.extremes(recs[1], 5)
+    e = V.extremes(recs[1], 5)
     assert (recs[1]["score"][e["top"]] >= recs[1]["score"][e["bottom"]].max()).all()
-    with pytest.raises(ValueError, match="unknown corruption kind 'bogus'"): D.kind_mask(recs[0], "bogus")
-    b = D.load_bandit(run)
-    bt = D.bandit_over_time(b)
+    with pytest.raises(ValueError, match="unknown corruption kind 'bogus'"): V.kind_mask(recs[0], "bogus")
+    b = V.load_bandit(run)
+    bt = V.bandit_over_time(b)
     assert bt["pulls"].tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]] and bt["p_best"].shape == (3, 3)
-    pc = D.posterior_curves(b[-1])
+    pc = V.posterior_curves(b[-1])
     assert pc["density"].shape == (3, 200) and np.allclose(pc["density"].sum(1) * np.diff(pc["x"])[0], 1, atol=1e-3)
-    assert [m["teacher_blocks"] for m in D.arm_modules(b)] == [[0, 2], [0, 2], []]
+    assert [m["teacher_blocks"] for m in V.arm_modules(b)] == [[0, 2], [0, 2], []]
 
 def test_replay_and_snapshot(run, tmp_path):
     sd = D.SelectionDashboard.from_run(run)
@@ -77,7 +77,7 @@ def test_replay_and_snapshot(run, tmp_path):
 def test_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no selection records"): D.SelectionDashboard.from_run(tmp_path)
     with pytest.raises(FileNotFoundError, match="has no bandit records"): D.BanditDashboard.from_run(tmp_path)
-    with pytest.raises(FileNotFoundError, match="run directory not found"): D.load_selection(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="run directory not found"): V.load_selection(tmp_path / "missing")
     with pytest.raises(ValueError, match="save_html needs a path"): D.BanditDashboard().save_html()
 
 def test_explore_under_papermill(tmp_path):

@@ -43,15 +43,25 @@ def test_only_entry_points_import_the_trainer():
     assert importers - ENTRY_POINTS <= {"dashboards"}, importers  # dashboards: only inside train_in_background
     top = {m for m, deps in graph().items() if "trainer" in deps}
     assert top <= ENTRY_POINTS, f"{top - ENTRY_POINTS} import the trainer at module level"
-    for ground in ("callbacks", "records", "acid", "bandits", "optima", "rules"):
+    for ground in ("callbacks", "records", "acid", "bandits", "optima", "rules", "views", "lit_model"):
         assert "trainer" not in graph(top_level_only=False)[ground]
 
 
-def test_bandits_are_pure_numpy():
-    tree = ast.parse((PKG / "bandits.py").read_text())
+def third_party_imports(path: Path) -> set[str]:
+    "The top-level packages a file imports (anywhere), relative imports left out."
+    tree = ast.parse(path.read_text())
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    return names | {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+
+
+def test_bandits_are_pure_numpy():
+    names = third_party_imports(PKG / "bandits.py")
     assert "torch" not in names and "numpy" in names, names
+
+
+def test_views_have_no_widgets_and_no_torch():
+    names = third_party_imports(PKG / "views.py")
+    assert not names & {"ipywidgets", "torch"} and "numpy" in names, names
 
 
 def test_dashboards_replay_a_run_without_the_trainer(tmp_path):
