@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, sys, dataclasses
 from pathlib import Path
-from .core import ConfigError, _closest
+from .core import ConfigError, RunConfig, _closest
 
 # %% auto #0
 __all__ = ['COMMANDS', 'parse_value', 'config_parser', 'load_config_file', 'parse_config', 'cmd_train', 'cmd_data', 'cmd_eval',
@@ -29,10 +29,14 @@ def config_parser(cls, prog: str, description: str = "") -> argparse.ArgumentPar
     p = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", help="YAML or JSON file of parameters (flags override it)")
-    for f in dataclasses.fields(cls):
-        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
-        p.add_argument(*names, dest=f.name, type=parse_value, default=argparse.SUPPRESS,
-                       help=f"(default: {f.default!r})")
+    shared = {f.name for f in dataclasses.fields(RunConfig)} if issubclass(cls, RunConfig) else set()
+    groups = {cls.__name__: [f for f in dataclasses.fields(cls) if f.name not in shared],  # its own knobs first
+              "optimisation, system and outputs": [f for f in dataclasses.fields(cls) if f.name in shared]}
+    for title, fs in groups.items():
+        g = p.add_argument_group(title)
+        for f in fs:
+            names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+            g.add_argument(*names, dest=f.name, type=parse_value, default=argparse.SUPPRESS, help=f"(default: {f.default!r})")
     return p
 
 def load_config_file(path) -> dict:

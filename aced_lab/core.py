@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #d2f6f45c
 from __future__ import annotations
-import os, json, random, tempfile, dataclasses, contextlib
+import os, json, math, random, tempfile, dataclasses, contextlib
 from dataclasses import dataclass, fields, asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['set_seed', 'get_device', 'autocast', 'setup_backend', 'ConfigError', 'from_dict', 'check_choice', 'to_dict',
-           'check_int', 'check_ints', 'import_plugins', 'atomic_write', 'atomic_write_json', 'cache_dir', 'dir_lock']
+__all__ = ['PRECISIONS', 'TINY', 'set_seed', 'get_device', 'autocast', 'setup_backend', 'ConfigError', 'from_dict',
+           'check_choice', 'to_dict', 'check_int', 'check_ints', 'RunConfig', 'in_test', 'tiny_config',
+           'import_plugins', 'atomic_write', 'atomic_write_json', 'cache_dir', 'dir_lock']
 
 # %% ../nbs/00_core.ipynb #8cd37205
 def set_seed(seed: int, # seed for `random`, numpy and torch (all devices)
@@ -103,6 +104,67 @@ def check_ints(cfg, # a config object
               ) -> None:
     "`check_int` on several fields of `cfg`."
     for k in names: check_int(k, getattr(cfg, k), lo, optional)
+
+# %% ../nbs/00_core.ipynb #65170020
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+@dataclass
+class RunConfig:
+    "What every run has: optimisation, system and outputs. `TrainConfig` and `LitConfig` add their own fields."
+    # optimisation
+    steps: int = 300 # optimizer steps
+    batch_size: int = 64 # examples trained on per step (per process)
+    lr: float = 1e-3 # peak learning rate
+    weight_decay: float = 0.1 # AdamW weight decay (weight matrices only: not on gains, biases, logit scale/bias)
+    betas: tuple = (0.9, 0.98) # AdamW betas
+    warmup: int = 30 # linear warmup steps, then cosine decay to 0
+    grad_clip: float | None = 1.0 # max gradient norm (None: off)
+    # system
+    device: str = "auto" # "auto", "cpu", "cuda", "cuda:N"
+    precision: str = "auto" # "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
+    compile: bool = False # torch.compile the trained model (CUDA)
+    threads: int | None = None # CPU threads for torch (default: all available)
+    seed: int = 0 # model init and data order
+    # outputs
+    out_dir: str = "runs/default" # the run directory
+    log_every: int = 10 # progress-bar/console refresh (metrics.jsonl gets every step)
+    ckpt_every: int = 100 # checkpoint interval in steps (0: only at the end)
+    keep_checkpoints: int = 2 # step checkpoints kept on disk
+    eval_every: int = 0 # periodic evaluation interval in steps (0: only at the end)
+    eval_max_samples: int | None = None # cap on eval-set size
+    resume: str | None = None # None, "latest" (this run's last checkpoint) or a checkpoint path
+    tensorboard: bool = True # also write TensorBoard events to out_dir/tb
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        "Build and validate a config; unknown names and bad values raise `ConfigError`."
+        d = dict(d)
+        if "betas" in d: d["betas"] = tuple(d["betas"])
+        return from_dict(cls, d).validate()
+
+    def validate(self):
+        "Check the shared values; raise `ConfigError` naming the bad one. Subclasses extend it."
+        check_choice("precision", self.precision, PRECISIONS)
+        check_ints(self, ("steps", "batch_size", "keep_checkpoints"), 1)
+        check_ints(self, ("warmup", "ckpt_every", "eval_every", "log_every"), 0)
+        check_ints(self, ("eval_max_samples", "threads"), 1, optional=True)
+        if not (self.lr > 0 and math.isfinite(self.lr)): raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        return self
+
+# %% ../nbs/00_core.ipynb #7a73adfa
+TINY = dict(n_train=512, n_eval=64, shard_size=128, steps=12, batch_size=16, warmup=2, num_workers=0,
+            eval_max_samples=64, ckpt_every=100, tensorboard=False, threads=1) # fields of TrainConfig and LitConfig alike
+
+def in_test() -> bool:
+    "Whether this runs under `nbdev_test` (which sets `IN_TEST`)."
+    return bool(os.environ.get("IN_TEST"))
+
+def tiny_config(root=None, # folder for the run's data (`root/data`); default: a new temporary folder
+         **overrides, # config fields to change
+        ) -> dict:
+    "Config fields of a run that takes seconds on 2 CPU cores (tests and `IN_TEST`), its data under `root`."
+    root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="aced_lab_tiny_"))
+    return {**TINY, "data_root": str(root / "data"), **overrides}
 
 # %% ../nbs/00_core.ipynb #14a6b16a
 def import_plugins(modules, # None, a module name, comma-separated names, or a list of names

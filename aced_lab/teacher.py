@@ -6,12 +6,12 @@
 from __future__ import annotations
 import hashlib, json
 from pathlib import Path
-from .core import to_dict, atomic_write_json, cache_dir, dir_lock
+from .core import to_dict, atomic_write_json, cache_dir, dir_lock, tiny_config
 from .models import save_weights
 from .trainer import TrainConfig, train
 
 # %% auto #0
-__all__ = ['TEACHER_DEFAULTS', 'teacher_config', 'teacher_key', 'embedded_teacher', 'teacher_info']
+__all__ = ['TEACHER_DEFAULTS', 'teacher_config', 'teacher_key', 'embedded_teacher', 'teacher_info', 'tiny_teacher']
 
 # %% ../nbs/12_teacher.ipynb #5e3cacae
 TEACHER_DEFAULTS = dict(model="ACED-Small-32", steps=1200, batch_size=64, lr=2e-3, warmup=50, ckpt_every=200,
@@ -55,3 +55,11 @@ def embedded_teacher(data: str = "shapes", # embedded dataset the teacher learns
 def teacher_info(weights) -> dict:
     "The `teacher.json` written next to an embedded teacher's weights: its architecture, config and eval table."
     return json.loads((Path(weights).parent / "teacher.json").read_text())
+
+# %% ../nbs/12_teacher.ipynb #20133ee0
+def tiny_teacher(root, # folder of the caller's: the teacher goes to `root/teachers`, its data to `root/data`
+                 data: str = "shapes", # embedded dataset
+                 **overrides, # `TrainConfig` fields over the tiny preset and a 6-step ACED-Tiny-32
+                ) -> Path:
+    "A teacher trained for a few steps on tiny data (tests, `IN_TEST`): the whole path in seconds."
+    return embedded_teacher(data, root=Path(root) / "teachers", **tiny_config(root, **{"model": "ACED-Tiny-32", "steps": 6, **overrides}))

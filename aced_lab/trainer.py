@@ -17,8 +17,8 @@ from open_clip.loss import SigLipLoss
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 import aced_lab
-from .core import (set_seed, get_device, autocast, setup_backend, from_dict, check_choice, to_dict,
-                           ConfigError, atomic_write, atomic_write_json, import_plugins, check_int, check_ints)
+from .core import (set_seed, get_device, autocast, setup_backend, check_choice, to_dict,
+                           ConfigError, atomic_write, atomic_write_json, import_plugins, check_int, check_ints, RunConfig)
 from .models import create, count_params, inference_flops, load_frozen, pair_gflops  # the last two: for callers of the trainer's old names
 from .data import ImageTextLoader
 from . import synthetic
@@ -42,8 +42,8 @@ LOSSES = ("clip", "siglip")
 EMBEDDED = ("shapes", "digits") # datasets aced_lab generates itself
 
 @dataclass
-class TrainConfig:
-    "Everything that defines a training run."
+class TrainConfig(RunConfig):
+    "Everything that defines a training run: data, model, method and its models; optimisation, system and outputs from `RunConfig`."
     # data
     data: str = "shapes" # "shapes" or "digits" (embedded, generated on first use), or a webdataset spec / CSV file
     eval_data: str | None = None # eval split for a spec/CSV `data` (embedded datasets bring their own)
@@ -85,50 +85,17 @@ class TrainConfig:
     module_window: int | None = None # bandit posterior from each arm's last W rewards (None: all)
     module_discount: float | None = None # bandit discount γ per episode (None: the policy's default, 0.95 for optima)
     module_probe_size: int = 64 # examples in the fixed probe batch that measures the reward
-    # optimisation
-    steps: int = 300 # optimizer steps
-    batch_size: int = 64 # examples trained on per step (per process)
-    lr: float = 1e-3 # peak learning rate
-    weight_decay: float = 0.1 # AdamW weight decay (not on gains, biases, logit scale/bias)
-    betas: tuple = (0.9, 0.98) # AdamW betas
-    warmup: int = 30 # linear warmup steps, then cosine decay to 0
-    grad_clip: float | None = 1.0 # max gradient norm (None: off)
-    # system
-    device: str = "auto" # "auto", "cpu", "cuda", "cuda:N"
-    precision: str = "auto" # "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
-    compile: bool = False # torch.compile the student (CUDA)
-    threads: int | None = None # CPU threads for torch (default: all available)
-    seed: int = 0
-    # outputs
-    out_dir: str = "runs/default" # the run directory
-    log_every: int = 10 # progress-bar/console refresh (metrics.jsonl gets every step)
-    ckpt_every: int = 100 # checkpoint interval in steps (0: only at the end)
-    keep_checkpoints: int = 2 # step checkpoints kept on disk
-    eval_every: int = 0 # periodic evaluation interval in steps (0: only at the end)
-    eval_max_samples: int | None = None # cap on eval-set size
-    resume: str | None = None # None, "latest" (this run's last checkpoint) or a checkpoint path
-    tensorboard: bool = True # also write TensorBoard events to out_dir/tb
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        "Build and validate a config; unknown names and bad values raise `ConfigError`."
-        d = dict(d)
-        if "betas" in d: d["betas"] = tuple(d["betas"])
-        return from_dict(cls, d).validate()
-
     def validate(self) -> "TrainConfig":
         "Check values; raise `ConfigError` naming the bad one."
         import_plugins(self.plugins)  # before any name is checked: they register scores, selectors, tasks
+        super().validate()
         check_choice("method", self.method, list(METHODS))
         check_choice("loss", self.loss, LOSSES)
-        check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         if self.model not in open_clip.list_models():
             raise ConfigError(f"model={self.model!r} is not an open_clip architecture; aced_lab ships "
                               "ACED-Tiny-32, ACED-Small-32, ACED-Teacher-32")
-        check_ints(self, ("steps", "batch_size", "shard_size", "keep_checkpoints", "n_chunks"), 1)
-        check_ints(self, ("warmup", "ckpt_every", "eval_every", "log_every", "num_workers", "n_train", "n_eval", "selection_every"), 0)
-        check_int("eval_max_samples", self.eval_max_samples, 1, optional=True)
-        if not (self.lr > 0 and math.isfinite(self.lr)): raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        check_ints(self, ("shard_size", "n_chunks"), 1)
+        check_ints(self, ("num_workers", "n_train", "n_eval", "selection_every"), 0)
         if not 0 <= self.mismatch_frac < 1: raise ConfigError(f"mismatch_frac must be in [0, 1), got {self.mismatch_frac!r}")
         if self.eval_suite != "auto": check_choice("eval_suite", self.eval_suite, tuple(SUITES))
         check_choice("selection", self.selection, list(SELECTORS)); check_choice("score", self.score, list(SCORES))
