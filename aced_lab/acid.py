@@ -14,8 +14,8 @@ from .core import check_choice
 # %% auto #0
 __all__ = ['SCORES', 'LOSSES', 'SELECTORS', 'Score', 'register_score', 'learnability', 'hard_learner', 'easy_reference', 'iid',
            'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample', 'joint_scores', 'select_joint',
-           'register_selector', 'select', 'score_super_batch', 'ReferenceCache', 'reference_scalars', 'ACIDSelection',
-           'open_reference_cache']
+           'register_selector', 'select', 'score_super_batch', 'ReferenceCache', 'replay_arrays', 'reselect',
+           'reference_scalars', 'ACIDSelection', 'open_reference_cache']
 
 # %% ../nbs/06_acid.ipynb #4dc8ad7f
 @dataclass(frozen=True)
@@ -365,13 +365,61 @@ class ReferenceCache:
         atomic_write(self.dir / name, lambda f: np.savez(f, id=ids, digest=digests, image_features=img, text_features=txt))
         self._buf = []
 
+# %% ../nbs/06_acid.ipynb #b8dac481
+import json
+import numpy as np
+from .records import REPLAY_FIELDS
+from .losses import LOSS_KIND
+
+def replay_arrays(learner_out: dict, # the learner's outputs on the super-batch: image/text features (B, D), logit_scale
+                  ref_out: dict, # the reference's
+                  cfg, # the run's config: loss, score, selection, select_temperature, n_chunks
+                  rng: torch.Tensor, # the selector's RNG state before it drew
+                 ) -> dict:
+    "What `reselect` needs to select a recorded super-batch again (`records.REPLAY_FIELDS`), compactly."
+    f16 = lambda x: x.detach().to(torch.float16).cpu().numpy()  # (B, D)
+    scal = lambda o: np.array([float(o["logit_scale"]), float(o["logit_bias"]) if o.get("logit_bias") is not None else np.nan], np.float32)
+    rule = dict(loss=LOSS_KIND[cfg.loss], score=cfg.score, selection=cfg.selection, temperature=cfg.select_temperature, n_chunks=cfg.n_chunks)
+    out = {f"{k}_{m}": f16(o[f"{m}_features"]) for k, o in (("learner", learner_out), ("ref", ref_out)) for m in ("image", "text")}
+    out.update(learner_scalars=scal(learner_out), ref_scalars=scal(ref_out), settings=np.array(json.dumps(rule)), rng_state=rng.cpu().numpy())
+    return out
+
+def _replay_outputs(r: dict, k: str) -> dict:
+    scale, bias = r[f"{k}_scalars"].tolist()
+    return {"image_features": torch.from_numpy(r[f"{k}_image"]).float(), "text_features": torch.from_numpy(r[f"{k}_text"]).float(),
+            "logit_scale": torch.tensor(scale), **({} if math.isnan(bias) else {"logit_bias": torch.tensor(bias)})}
+
+def reselect(rec: dict, # a selection record: an npz's arrays, or `views.as_selection`'s (its "replay")
+             score: str | None = None, # a name in `SCORES` (None: as recorded)
+             selection: str | None = None, # a name in `SELECTORS` (None: as recorded)
+             temperature: float | None = None, # τ of the sampling selectors (None: as recorded)
+             filter_ratio: float | None = None, # keep round((1 - f)·B) (None: as many as were kept)
+             n_chunks: int | None = None, # joint selection's rounds (None: as recorded)
+            ) -> dict:
+    "Select a recorded super-batch again under any rule: scores (B,), losses (B,) and the selected mask (B,), as numpy."
+    r = rec.get("replay", rec)
+    if missing := [k for k in REPLAY_FIELDS if k not in r]:
+        raise ValueError(f"this selection record lacks {missing}: it was written before records kept what a replay needs "
+                         "(train again to record them)")
+    rule = json.loads(str(r["settings"]))
+    score, selection = score or rule["score"], selection or rule["selection"]
+    s = score_super_batch(_replay_outputs(r, "learner"), _replay_outputs(r, "ref"), rule["loss"], score)
+    B = len(s["score"])
+    b = int(np.asarray(rec["selected"]).sum()) if filter_ratio is None else n_keep(B, filter_ratio)
+    gen = torch.Generator()
+    try: gen.set_state(torch.from_numpy(np.asarray(r["rng_state"])))
+    except RuntimeError: gen.manual_seed(0)  # recorded on a GPU: its RNG cannot replay on the CPU
+    idx = select(selection, b, s["score"], s["learner_logits"], s["ref_logits"], rule["temperature"] if temperature is None else temperature,
+                 gen, n_chunks=n_chunks or rule["n_chunks"], loss=rule["loss"], score=score)  # (b,)
+    sel = np.zeros(B, bool); sel[idx.numpy()] = True
+    return {"score": s["score"].numpy(), "learner_loss": s["learner_loss"].numpy(), "ref_loss": s["ref_loss"].numpy(), "selected": sel}
+
 # %% ../nbs/06_acid.ipynb #32b687b6
 import time
 from .core import autocast, cache_dir
 from .callbacks import Callback
 from .records import write_selection
 from .models import pair_gflops, fingerprint, inputs_key
-from .losses import LOSS_KIND
 
 def reference_scalars(model: torch.nn.Module) -> dict:
     "The reference's logit scale (exponentiated, as models output it) and bias, which cached features need."
@@ -402,7 +450,7 @@ class ACIDSelection(Callback):
                           "metrics.jsonl counts them per step.", stacklevel=2)
         t.raw_model.eval()  # scoring is inference: no dropout, and torch's fused attention path (1.6x faster here)
         with torch.no_grad(), autocast(t.device, t.cfg.precision):
-            learner = t.raw_model(t.images, t.texts)  # features (B, D)
+            learner = self.learner_out = t.raw_model(t.images, t.texts)  # features (B, D)
             if cached is None:
                 t.ref_out = self.reference(t.images, t.texts)  # features (B, D_ref)
                 t.step_gflops["ref_score"] = self.gflops * B
@@ -421,17 +469,20 @@ class ACIDSelection(Callback):
 
     def select(self, t):
         c, s, t0 = t.cfg, t.scores, time.perf_counter()
+        record = c.selection_every and (t.step + 1) % c.selection_every == 0
+        rng = self.gen.get_state() if record else None  # a replay draws the same sub-batch from it
         t.keep = select(c.selection, c.batch_size, s["score"], s["learner_logits"], s["ref_logits"], c.select_temperature,
                         self.gen, n_chunks=c.n_chunks, loss=LOSS_KIND[c.loss], score=c.score)  # (b,) indices into the super-batch
         self.select_time = time.perf_counter() - t0
-        if c.selection_every and (t.step + 1) % c.selection_every == 0: self._record(t)
+        if record: self._record(t, rng)
 
-    def _record(self, t):
+    def _record(self, t, rng):
         sel = torch.zeros(len(t.batch["id"]), dtype=torch.bool); sel[t.keep.cpu()] = True
         cpu = lambda k: t.scores[k].float().cpu().numpy()
         t.selection_record = {"step": t.step + 1, "id": np.array(t.batch["id"]), "learner_loss": cpu("learner_loss"),
                               "ref_loss": cpu("ref_loss"), "score": cpu("score"), "selected": sel.numpy(),
-                              "corruption": np.array([m.get("corruption", "") for m in t.batch["meta"]])}
+                              "corruption": np.array([m.get("corruption", "") for m in t.batch["meta"]]),
+                              **replay_arrays(self.learner_out, t.ref_out, t.cfg, rng)}
         if t.rank == 0: write_selection(t.run_dir, t.selection_record)
 
 

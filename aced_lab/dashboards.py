@@ -19,11 +19,12 @@ from fastcore.basics import patch
 from .core import ConfigError, atomic_write, check_ints
 from .synthetic import CORRUPTIONS
 from .callbacks import Callback
-from .records import load_records
+from .records import load_records, read_selection
+from .acid import SCORES, SELECTORS, reselect
 # the view models (importable from here too, their old home)
 from .views import (SELECTION_FIELDS, QUANTILES, as_selection, load_selection, kind_options, kind_mask, score_histogram,
     hover_text, loss_scatter, selection_over_time, trained_over_time, extremes, ShardExamples, thumbnail, load_bandit,
-    posterior_curves, bandit_over_time, arm_modules)
+    posterior_curves, bandit_over_time, arm_modules, selection_change)
 
 # %% auto #0
 __all__ = ['KIND_COLOURS', 'ARM_COLOURS', 'DashboardConfig', 'Throttle', 'DashboardCallback', 'train_in_background',
@@ -289,6 +290,7 @@ class SelectionDashboard(_Dashboard):
             self.tr.add(f"time/{key}", "scatter", 2, 5, x=[], y=[], name=name, mode="lines+markers", legend="legend2",
                         line=dict(color=c, dash=dash))
         self.gallery = widgets.HTML()
+        self._whatif_init()
 
     @classmethod
     def from_run(cls, run_dir, # a run directory (trained with method acid or aced)
@@ -374,52 +376,119 @@ def _draw(self: SelectionDashboard, i):
             for k in ("learner_all", "ref_all", "learner_selected", "ref_selected"): tr[f"time/{k}"].x, tr[f"time/{k}"].y = ot["step"], ot[k]
         self.fig.layout.shapes = _vline(rec["step"] if rec else None, (3, 4, 5))
     self.gallery.value = self._gallery_html(rec, kind) if rec is not None else ""
+    self._draw_whatif(i)
 
 # %% ../nbs/10_dashboards.ipynb #212b2d7e
 @patch
+def _rows(self: SelectionDashboard, rec: dict, idx) -> list[dict]:
+    "Card rows of examples `idx`: id, caption, scores, kind, selected and (when the shards are local) a thumbnail."
+    rows = []
+    for i in idx:
+        ex = self.examples.get(rec["id"][i]) if self.examples is not None else None
+        cap = rec["caption"][i] if "caption" in rec else (ex or {}).get("caption")
+        rows.append({"id": str(rec["id"][i]), "caption": cap, "score": float(rec["score"][i]),
+                     "learner_loss": float(rec["learner_loss"][i]), "ref_loss": float(rec["ref_loss"][i]),
+                     "corruption": str(rec["corruption"][i]), "selected": bool(rec["selected"][i]),
+                     "thumbnail": thumbnail(ex["image"], self.cfg.thumb) if ex else None})
+    return rows
+
+@patch
 def gallery_rows(self: SelectionDashboard, rec: dict, kind: str = "all") -> dict:
-    "The gallery's rows, top and bottom: id, caption, scores, kind, selected and (when the shards are local) a thumbnail."
-    out = {}
-    for end, idx in extremes(rec, self.cfg.top_k, kind).items():
-        rows = []
-        for i in idx:
-            ex = self.examples.get(rec["id"][i]) if self.examples is not None else None
-            cap = rec["caption"][i] if "caption" in rec else (ex or {}).get("caption")
-            rows.append({"id": str(rec["id"][i]), "caption": cap, "score": float(rec["score"][i]),
-                         "learner_loss": float(rec["learner_loss"][i]), "ref_loss": float(rec["ref_loss"][i]),
-                         "corruption": str(rec["corruption"][i]), "selected": bool(rec["selected"][i]),
-                         "thumbnail": thumbnail(ex["image"], self.cfg.thumb) if ex else None})
-        out[end] = rows
-    return out
+    "The gallery's rows, top and bottom by score, among the examples of `kind`."
+    return {end: self._rows(rec, idx) for end, idx in extremes(rec, self.cfg.top_k, kind).items()}
+
+@patch
+def _card(self: SelectionDashboard, r: dict) -> str:
+    img = (f"<img src='{r['thumbnail']}' width='{self.cfg.thumb}' height='{self.cfg.thumb}' style='image-rendering:pixelated'>"
+           if r["thumbnail"] else f"<div style='width:{self.cfg.thumb}px;height:{self.cfg.thumb}px;background:#eee'></div>")
+    col = KIND_COLOURS.get(r["corruption"], "#9d9d9d")
+    return (f"<div class='aced-card' style='display:inline-block;vertical-align:top;width:150px;margin:4px;font-size:11px;"
+            f"line-height:1.3'>{img}"
+            f"<div>{_html.escape(r['caption'] or r['id'])}</div>"
+            f"<div>score <b>{r['score']:.2f}</b> (L {r['learner_loss']:.2f} / R {r['ref_loss']:.2f})</div>"
+            f"<div><span style='color:{col}'>■ {r['corruption']}</span> · {'selected' if r['selected'] else 'rejected'}</div></div>")
 
 @patch
 def _gallery_html(self: SelectionDashboard, rec, kind) -> str:
     rows = self.gallery_rows(rec, kind)
-    def card(r):
-        img = (f"<img src='{r['thumbnail']}' width='{self.cfg.thumb}' height='{self.cfg.thumb}' style='image-rendering:pixelated'>"
-               if r["thumbnail"] else f"<div style='width:{self.cfg.thumb}px;height:{self.cfg.thumb}px;background:#eee'></div>")
-        col = KIND_COLOURS.get(r["corruption"], "#9d9d9d")
-        return (f"<div class='aced-card' style='display:inline-block;vertical-align:top;width:150px;margin:4px;font-size:11px;"
-                f"line-height:1.3'>{img}"
-                f"<div>{_html.escape(r['caption'] or r['id'])}</div>"
-                f"<div>score <b>{r['score']:.2f}</b> (L {r['learner_loss']:.2f} / R {r['ref_loss']:.2f})</div>"
-                f"<div><span style='color:{col}'>■ {r['corruption']}</span> · {'selected' if r['selected'] else 'rejected'}</div></div>")
-    part = lambda name, rs: f"<div><b>{name}</b></div><div>{''.join(card(r) for r in rs) or '<i>none</i>'}</div>"
+    part = lambda name, rs: f"<div><b>{name}</b></div><div>{''.join(self._card(r) for r in rs) or '<i>none</i>'}</div>"
     step = rec["step"]
     return (f"<div class='aced-gallery'>{part(f'top {self.cfg.top_k} by score (step {step})', rows['top'])}"
             f"{part(f'bottom {self.cfg.top_k} by score', rows['bottom'])}</div>")
 
+# %% ../nbs/10_dashboards.ipynb #060bd098
+@patch
+def _whatif_init(self: SelectionDashboard):
+    lay = widgets.Layout(width="230px")
+    self.wi_on = widgets.Checkbox(False, description="what-if: select this super-batch again under another rule", indent=False,
+                                  layout=widgets.Layout(width="480px"))
+    self.wi_score = widgets.Dropdown(options=list(SCORES), description="score", layout=lay)
+    self.wi_selection = widgets.Dropdown(options=list(SELECTORS), description="selector", layout=lay)
+    self.wi_temperature = widgets.BoundedFloatText(1.0, min=0, max=100, step=0.1, description="τ", layout=lay)
+    self.wi_filter = widgets.FloatSlider(0.8, min=0, max=0.95, step=0.05, description="filter f", layout=lay)
+    self.wi_out, self._wi_file, self._wi_ruled = widgets.HTML(), (None, None), False
+    for w in (self.wi_on, self.wi_score, self.wi_selection, self.wi_temperature, self.wi_filter):
+        w.observe(lambda c: self._draw_whatif(self.index), "value")
+
+@patch
+def _replay(self: SelectionDashboard, step: int) -> dict:
+    "The record's arrays with its embeddings, read from the run directory (the last one kept)."
+    if self.run_dir is None: raise ValueError("what-if reads the record's embeddings from the run directory: replay with "
+                                              "`from_run`, or feed the dashboard live with `callback()`")
+    if self._wi_file[0] != step: self._wi_file = (step, read_selection(self.run_dir, step))
+    return self._wi_file[1]
+
+@patch
+def whatif(self: SelectionDashboard, i: int | None = None, # the record (default: the one under the slider)
+           **rule, # `acid.reselect`'s score, selection, temperature, filter_ratio, n_chunks (None or left out: as recorded)
+          ) -> dict:
+    "Select a recorded super-batch again under another rule: `reselect`'s arrays plus `selection_change`'s rows."
+    rec = self.records[self.index if i is None else i]
+    new = reselect(self._replay(rec["step"]), **rule)
+    return {**new, **selection_change(rec, new["selected"])}
+
+@patch
+def _draw_whatif(self: SelectionDashboard, i):
+    if not self.wi_on.value or i is None: self.wi_out.value = ""; return
+    rec = self.records[i]
+    try:
+        if not self._wi_ruled:  # first time: start from the rule the run used
+            rule = json.loads(str(self._replay(rec["step"])["settings"]))
+            self._wi_ruled, f = True, round(1 - rec["selected"].sum() / len(rec["selected"]), 2)
+            for w, v in ((self.wi_score, rule["score"]), (self.wi_selection, rule["selection"]),
+                         (self.wi_temperature, rule["temperature"]), (self.wi_filter, f)): w.value = v  # each redraws; fine
+            return
+        ch = self.whatif(i, score=self.wi_score.value, selection=self.wi_selection.value, temperature=self.wi_temperature.value,
+                         filter_ratio=self.wi_filter.value)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        self.wi_out.value = f"<i>what-if unavailable: {_html.escape(str(e))}</i>"; return
+    self.wi_out.value = self._whatif_html(rec, ch)
+
+# %% ../nbs/10_dashboards.ipynb #e273693d
+@patch
+def _whatif_html(self: SelectionDashboard, rec, ch) -> str:
+    cols = ("kind", "examples", "kept", "kept_now", "gained", "lost")
+    head = "".join(f"<th style='padding:2px 8px'>{c.replace('_', ' ')}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{r[c]}</td>" for c in cols) + "</tr>" for r in ch["rows"])
+    k = self.cfg.top_k
+    side = lambda idx: [{**r, "score": float(ch["score"][i]), "selected": bool(ch["selected"][i])} for r, i in zip(self._rows(rec, idx[:k]), idx[:k])]
+    cards = lambda idx: "".join(self._card(r) for r in side(idx)) or "<i>none</i>"
+    return (f"<div class='aced-whatif'><table style='border-collapse:collapse;font-size:12px'><tr>{head}</tr>{body}</table>"
+            f"<div><b>kept now, not by the run</b> ({len(ch['gained'])}; scores under the new rule)</div><div>{cards(ch['gained'])}</div>"
+            f"<div><b>kept by the run, not now</b> ({len(ch['lost'])})</div><div>{cards(ch['lost'])}</div></div>")
+
 # %% ../nbs/10_dashboards.ipynb #5dda42f0
 @patch
 def _layout(self: SelectionDashboard):
-    return widgets.VBox([self.status, widgets.HBox([self.play, self.slider, self.step_label, self.filter]), self.fig, self.gallery])
+    return widgets.VBox([self.status, widgets.HBox([self.play, self.slider, self.step_label, self.filter]), self.fig, self.gallery,
+        widgets.VBox([self.wi_on, widgets.HBox([self.wi_score, self.wi_selection, self.wi_temperature, self.wi_filter]), self.wi_out])])
 
 @patch
 def _html_parts(self: SelectionDashboard) -> list[str]:
     i = self.index
     head = (f"<p>record {i + 1} of {self.n_records}: step {self.records[i]['step']} · filter {self.filter.value}</p>"
             if i is not None else "<p>no selection record</p>")
-    return [head, self._figure_html(), self.gallery.value]
+    return [head, self._figure_html(), self.gallery.value, self.wi_out.value]
 
 # %% ../nbs/10_dashboards.ipynb #d5107d73
 class BanditDashboard(_Dashboard):

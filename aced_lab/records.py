@@ -10,7 +10,8 @@ import numpy as np
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['JsonlLog', 'read_jsonl', 'load_records', 'load_bandit_records', 'write_selection', 'selection_files']
+__all__ = ['REPLAY_FIELDS', 'JsonlLog', 'read_jsonl', 'load_records', 'load_bandit_records', 'write_selection', 'selection_path',
+           'read_selection', 'selection_files']
 
 # %% ../nbs/04a_records.ipynb #1edf6c19
 class JsonlLog:
@@ -48,12 +49,23 @@ def load_bandit_records(run_dir) -> list[dict]:
     return read_jsonl(Path(run_dir) / "bandit.jsonl")
 
 # %% ../nbs/04a_records.ipynb #30e4d61b
+REPLAY_FIELDS = ("learner_image", "learner_text", "ref_image", "ref_text", # (B, D) fp16 embeddings of both models
+                 "learner_scalars", "ref_scalars", # (2,) logit scale (exponentiated) and bias (NaN: none)
+                 "settings", "rng_state") # the rule as JSON (loss, score, selection, temperature, n_chunks); the selector's RNG
+
 def write_selection(run_dir, # the run directory
-                    record: dict, # "step" and arrays of length B: id, learner_loss, ref_loss, score, selected, corruption
+                    record: dict, # "step", arrays of length B (id, learner_loss, ref_loss, score, selected, corruption), `REPLAY_FIELDS`
                    ) -> Path:
     "Write one super-batch's selection record to `selection/step-N.npz` (atomically)."
-    return atomic_write(Path(run_dir) / "selection" / f"step-{record['step']:07d}.npz",
-                        lambda f: np.savez_compressed(f, **record))
+    return atomic_write(selection_path(run_dir, record["step"]), lambda f: np.savez_compressed(f, **record))
+
+def selection_path(run_dir, step: int) -> Path:
+    "Where the selection record of `step` is."
+    return Path(run_dir) / "selection" / f"step-{int(step):07d}.npz"
+
+def read_selection(run_dir, step: int) -> dict:
+    "The arrays of one selection record, replay fields included (the dashboards load them only when asked)."
+    with np.load(selection_path(run_dir, step)) as z: return dict(z)
 
 def selection_files(run_dir) -> list[Path]:
     "The selection records of a run, in step order."

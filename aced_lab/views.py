@@ -10,12 +10,12 @@ import numpy as np
 from PIL import Image
 from .data import expand_urls, shard_stem, is_remote, IMAGE_EXTS
 from .synthetic import CORRUPTIONS
-from .records import load_bandit_records, selection_files
+from .records import load_bandit_records, selection_files, REPLAY_FIELDS
 
 # %% auto #0
 __all__ = ['SELECTION_FIELDS', 'QUANTILES', 'as_selection', 'load_selection', 'kind_options', 'kind_mask', 'score_histogram',
-           'hover_text', 'loss_scatter', 'selection_over_time', 'trained_over_time', 'extremes', 'ShardExamples',
-           'thumbnail', 'load_bandit', 'posterior_curves', 'bandit_over_time', 'arm_modules']
+           'hover_text', 'loss_scatter', 'selection_over_time', 'trained_over_time', 'extremes', 'selection_change',
+           'ShardExamples', 'thumbnail', 'load_bandit', 'posterior_curves', 'bandit_over_time', 'arm_modules']
 
 # %% ../nbs/10a_views.ipynb #94b49095
 SELECTION_FIELDS = ("step", "id", "learner_loss", "ref_loss", "score", "selected", "corruption")
@@ -47,7 +47,7 @@ def load_selection(run_dir, # a run directory
                                 "or 'aced' with selection_every > 0")
     out = []
     for f in files:
-        with np.load(f) as z: out.append(as_selection(dict(z)))
+        with np.load(f) as z: out.append(as_selection({k: z[k] for k in z.files if k not in REPLAY_FIELDS}))  # embeddings: on demand
     return out
 
 # %% ../nbs/10a_views.ipynb #07e9041d
@@ -142,6 +142,21 @@ def extremes(rec: dict, # a selection record
     idx = np.flatnonzero(kind_mask(rec, kind))
     order = idx[np.argsort(-rec["score"][idx], kind="stable")]
     return {"top": order[:k], "bottom": order[::-1][:k]}
+
+# %% ../nbs/10a_views.ipynb #464035ae
+def selection_change(rec: dict, # a selection record
+                     selected, # (B,) bool: what another rule keeps of the same super-batch
+                    ) -> dict:
+    "Per corruption kind, what the run kept and another rule keeps; and the indices that change sides."
+    old, new = rec["selected"], np.asarray(selected, bool)
+    if new.shape != old.shape: raise ValueError(f"selected has shape {new.shape}; the record's super-batch is {old.shape}")
+    rows = []
+    for k in kind_options([rec]):
+        m = kind_mask(rec, k)
+        rows.append({"kind": k, "examples": int(m.sum()), "kept": int((old & m).sum()), "kept_now": int((new & m).sum()),
+                     "gained": int((new & ~old & m).sum()), "lost": int((old & ~new & m).sum())})
+    by_score = lambda idx: idx[np.argsort(-rec["score"][idx], kind="stable")]
+    return {"rows": rows, "gained": np.flatnonzero(new & ~old), "lost": by_score(np.flatnonzero(old & ~new))}
 
 # %% ../nbs/10a_views.ipynb #74ed0ed5
 class ShardExamples:
