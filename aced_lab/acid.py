@@ -14,8 +14,8 @@ from .core import check_choice
 # %% auto #0
 __all__ = ['SCORES', 'LOSSES', 'SELECTORS', 'Score', 'register_score', 'learnability', 'hard_learner', 'easy_reference', 'iid',
            'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample', 'joint_scores', 'select_joint',
-           'register_selector', 'select', 'score_super_batch', 'ReferenceCache', 'replay_arrays', 'reselect',
-           'reference_scalars', 'ACIDSelection', 'open_reference_cache']
+           'register_selector', 'select', 'score_super_batch', 'replay_arrays', 'reselect', 'reference_scalars',
+           'ACIDSelection']
 
 # %% ../nbs/06_acid.ipynb #4dc8ad7f
 @dataclass(frozen=True)
@@ -285,86 +285,6 @@ def score_super_batch(learner_out: dict, # learner outputs for the super-batch: 
     return {"learner_logits": logits["learner"], "ref_logits": logits["ref"], "learner_loss": ll, "ref_loss": rl,
             "score": example_scores(ll, rl, score)}
 
-# %% ../nbs/06_acid.ipynb #04ba0fae
-import json, uuid, warnings
-import numpy as np
-from pathlib import Path
-from .core import atomic_write, atomic_write_json
-
-class ReferenceCache:
-    "Reference-model embeddings on disk for one model fingerprint, keyed by sample content digest."
-    def __init__(self, root, # cache folder (a subfolder per fingerprint is made)
-                 fingerprint: str, # `aced_lab.models.fingerprint` of the reference (+ `inputs_key` of what it is fed)
-                 rank: int = 0, # this process's rank (part files are per rank)
-                 flush_every: int = 8192, # write a part file once this many new embeddings are buffered
-                ):
-        self.dir = Path(root) / fingerprint
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.rank, self.flush_every = rank, flush_every
-        self.index, self.ids, self.parts, self.meta = {}, {}, [], {}  # digest -> (part, row); id -> digest; arrays; scalars
-        self._buf = []
-        self.reload()
-
-    def reload(self):
-        "Read every part file written so far (by any process)."
-        self.index, self.ids, self.parts = {}, {}, []
-        meta = self.dir / "meta.json"
-        if meta.exists(): self.meta = json.loads(meta.read_text())
-        old = 0
-        for f in sorted(self.dir.glob("part-*.npz")):
-            z = np.load(f)
-            if "digest" not in z.files: old += 1; continue  # the old format, keyed by id only: never trusted
-            self._add(z["id"].tolist(), z["digest"].tolist(), z["image_features"], z["text_features"])
-        if old: warnings.warn(f"{self.dir}: ignoring {old} part file(s) of the old id-keyed format (delete them to save space)")
-        return self
-
-    def _add(self, ids, digests, img, txt):
-        p = len(self.parts); self.parts.append((img, txt))
-        self.index.update((d, (p, r)) for r, d in enumerate(digests))
-        self.ids.update(zip(ids, digests))
-
-    def __len__(self): return len(self.index)
-    def __contains__(self, digest): return digest in self.index
-
-    def get(self, digests: list[str], # content digests of a super-batch's samples (`batch["digest"]`)
-           ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        "Image and text embeddings (B, D) of the samples, or None unless all are cached."
-        if not all(d in self.index for d in digests): return None
-        rows = [self.index[d] for d in digests]
-        img = np.stack([self.parts[p][0][r] for p, r in rows]); txt = np.stack([self.parts[p][1][r] for p, r in rows])
-        return torch.from_numpy(img), torch.from_numpy(txt)
-
-    def stale(self, ids: list[str], # sample ids
-              digests: list[str], # their content digests
-             ) -> int:
-        "How many of `ids` the cache holds for *other* content (another dataset, or the shard rewritten)."
-        return sum(i in self.ids and self.ids[i] != d for i, d in zip(ids, digests))
-
-    def put(self, ids: list[str], digests: list[str], image_features: torch.Tensor, text_features: torch.Tensor, **scalars):
-        "Add embeddings (B, D) of samples `ids` with content `digests` (and the model's scalars, e.g. logit_scale)."
-        if None in digests: raise ValueError("every sample needs a content digest (batches from `ImageTextLoader` carry one)")
-        if scalars and not self.meta:
-            self.meta = {k: float(v) for k, v in scalars.items()}
-            atomic_write_json(self.dir / "meta.json", self.meta)
-        new, seen = [], set()
-        for k, d in enumerate(digests):
-            if d not in self.index and d not in seen: new.append(k); seen.add(d)
-        if not new: return
-        img, txt = image_features[new].float().cpu().numpy(), text_features[new].float().cpu().numpy()
-        ids, digests = [ids[k] for k in new], [digests[k] for k in new]
-        self._add(ids, digests, img, txt)
-        self._buf.append((ids, digests, img, txt))
-        if sum(len(b[0]) for b in self._buf) >= self.flush_every: self.flush()
-
-    def flush(self):
-        "Write buffered embeddings as one part file (atomically)."
-        if not self._buf: return
-        ids, digests = (np.array([i for b in self._buf for i in b[k]]) for k in (0, 1))
-        img, txt = np.concatenate([b[2] for b in self._buf]), np.concatenate([b[3] for b in self._buf])
-        name = f"part-r{self.rank:03d}-{uuid.uuid4().hex[:12]}.npz"  # unique across processes, runs and caches
-        atomic_write(self.dir / name, lambda f: np.savez(f, id=ids, digest=digests, image_features=img, text_features=txt))
-        self._buf = []
-
 # %% ../nbs/06_acid.ipynb #b8dac481
 import json
 import numpy as np
@@ -415,11 +335,12 @@ def reselect(rec: dict, # a selection record: an npz's arrays, or `views.as_sele
     return {"score": s["score"].numpy(), "learner_loss": s["learner_loss"].numpy(), "ref_loss": s["ref_loss"].numpy(), "selected": sel}
 
 # %% ../nbs/06_acid.ipynb #32b687b6
-import time
-from .core import autocast, cache_dir
+import time, warnings
+from .core import autocast
 from .callbacks import Callback
 from .records import write_selection
-from .models import pair_gflops, fingerprint, inputs_key
+from .reference_cache import ReferenceCache
+from .models import pair_gflops
 
 def reference_scalars(model: torch.nn.Module) -> dict:
     "The reference's logit scale (exponentiated, as models output it) and bias, which cached features need."
@@ -484,14 +405,3 @@ class ACIDSelection(Callback):
                               "corruption": np.array([m.get("corruption", "") for m in t.batch["meta"]]),
                               **replay_arrays(self.learner_out, t.ref_out, t.cfg, rng)}
         if t.rank == 0: write_selection(t.run_dir, t.selection_record)
-
-
-def open_reference_cache(cfg, # a config: its `reference_cache` names the folder ("auto", a path, or None)
-                         reference: torch.nn.Module, # the frozen reference
-                         inputs, # a `ModelBundle`: what makes the inputs the reference is fed: the student's preprocessing and tokenizer
-                         rank: int = 0,
-                        ) -> ReferenceCache | None:
-    "The reference cache `cfg` asks for (None when off), in a folder named after the reference and the inputs it sees."
-    if cfg.reference_cache is None: return None
-    root = cache_dir("reference") if cfg.reference_cache == "auto" else Path(cfg.reference_cache)
-    return ReferenceCache(root, f"{fingerprint(reference)}-{inputs_key(inputs)}", rank=rank)
