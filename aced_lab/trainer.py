@@ -4,10 +4,8 @@
 
 # %% ../nbs/08_trainer.ipynb #72d450a2
 from __future__ import annotations
-import os, math, time, json, random, shutil
-from dataclasses import dataclass, field, fields, asdict
+import os, math, time, json, random
 from pathlib import Path
-from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -17,168 +15,23 @@ from open_clip.loss import SigLipLoss
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 import aced_lab
-from .core import (set_seed, get_device, autocast, setup_backend, check_choice, to_dict,
-                           ConfigError, atomic_write, atomic_write_json, import_plugins, check_int, check_ints, RunConfig)
-from .models import create, count_params, inference_flops, load_frozen, pair_gflops  # the last two: for callers of the trainer's old names
+from .core import set_seed, get_device, autocast, setup_backend, to_dict, check_choice, ConfigError, atomic_write, atomic_write_json
+from .models import create, count_params, inference_flops, load_frozen
 from .data import ImageTextLoader
 from . import synthetic
-from .eval import evaluate, SUITES
-from .losses import KDLoss
-from .acid import SCORES, SELECTORS, ReferenceCache, ACIDSelection, open_reference_cache
-from .callbacks import Callback, ProgressBar, JsonlLogger, TensorBoardLogger
-from .bandits import POLICIES
+from .eval import evaluate
+from .reference_cache import ReferenceCache, open_reference_cache
+from .callbacks import ProgressBar, JsonlLogger, TensorBoardLogger
+from .config import TrainConfig, METHODS, EMBEDDED, LOSSES, load_teacher
+# importable from here too, where they lived before: for callers of the old names
+from .config import Method, register_method, MODULE_POLICIES
+from .models import pair_gflops
+from .callbacks import Callback
 from .records import load_records
 
 # %% auto #0
-__all__ = ['METHODS', 'MODULE_POLICIES', 'LOSSES', 'EMBEDDED', 'TrainConfig', 'Method', 'register_method', 'load_reference',
-           'load_teacher', 'acid_selection', 'make_optimizer', 'lr_lambda', 'make_loss', 'ClipLossDict',
-           'SigLipLossDict', 'model_kwargs', 'init_distributed', 'NonFiniteLossError', 'corruption_stats', 'Trainer',
-           'train', 'cache_reference']
-
-# %% ../nbs/08_trainer.ipynb #38ac1ce7
-METHODS: dict[str, "Method"] = {} # name -> Method, filled by `register_method` (iid, kd, acid, aced, optima below)
-MODULE_POLICIES = tuple(POLICIES) # the bandit policies of `aced_lab.bandits`: optima, ts, uniform, round_robin, all, none
-LOSSES = ("clip", "siglip")
-EMBEDDED = ("shapes", "digits") # datasets aced_lab generates itself
-
-@dataclass
-class TrainConfig(RunConfig):
-    "Everything that defines a training run: data, model, method and its models; optimisation, system and outputs from `RunConfig`."
-    # data
-    data: str = "shapes" # "shapes" or "digits" (embedded, generated on first use), or a webdataset spec / CSV file
-    eval_data: str | None = None # eval split for a spec/CSV `data` (embedded datasets bring their own)
-    eval_suite: str = "auto" # evaluation suite name; "auto" picks the embedded dataset's own
-    n_train: int = 20000 # embedded shapes: training pairs
-    n_eval: int = 1000 # embedded shapes: held-out pairs
-    mismatch_frac: float = 0.3 # embedded shapes: fraction of pairs with a mismatched caption
-    shard_size: int = 1000 # embedded data: samples per shard (DDP needs at least one shard per rank and worker)
-    data_root: str | None = None # where embedded data is written (default: aced_lab's cache)
-    num_workers: int = 2 # DataLoader workers per process
-    # model
-    model: str = "ACED-Tiny-32" # student: open_clip architecture
-    pretrained: str | None = None # student init: None, an open_clip tag or a local weights file
-    method: str = "iid" # training method
-    loss: str = "clip" # "clip" (softmax, ClipLoss) or "siglip" (sigmoid, SigLipLoss)
-    plugins: str | list | None = None # module(s) to import first: they register scores, selectors, eval tasks (e.g. "my_rules")
-    # selection and distillation (methods kd, acid, aced)
-    reference: str | None = None # reference (and default KD teacher) weights: a local checkpoint or an open_clip tag
-    reference_model: str = "ACED-Teacher-32" # the reference's open_clip architecture
-    teacher: str | None = None # KD teacher weights, when not the reference
-    teacher_model: str | None = None # the KD teacher's architecture (default: reference_model)
-    filter_ratio: float = 0.8 # ACID: fraction f of each super-batch left out (B = batch_size / (1 - f))
-    selection: str = "joint" # ACID selector in `aced_lab.acid.SELECTORS`: "joint" (JEST), "sample" (∝ exp(score/τ)), "topk", or one registered
-    score: str = "learnability" # a name in `aced_lab.acid.SCORES`: "learnability", "hard_learner", "easy_reference", "iid", or one registered
-    n_chunks: int = 16 # joint selection: rounds per sub-batch
-    select_temperature: float = 1.0 # τ of the sampling selectors
-    kd_weight: float = 1.0 # λ: weight of the KD loss
-    kd_temperature: float = 1.0 # KD softmax temperature
-    selection_every: int = 10 # write the whole super-batch's scores to selection/ every k steps (0: never)
-    reference_cache: str | None = "auto" # reference embeddings cache: "auto" (in aced_lab's cache), a folder, or None (off)
-    flops_budget: float | None = None # stop once training + scoring have spent this many GFLOPs
-    # module-wise distillation (method optima, or any method with module_policy)
-    module_policy: str | None = None # bandit choosing the distilled module: "optima", "ts", "uniform", "round_robin", "all", "none"; None: off (method optima: "optima")
-    module_image_groups: int = 2 # modules (arms) made of consecutive image-tower blocks
-    module_text_groups: int = 2 # modules made of consecutive text-tower blocks
-    module_heads: bool = True # the projection heads (final embeddings) as one more module
-    module_weight: float = 1.0 # weight of the module distillation loss
-    module_episode: int = 10 # K: training steps per bandit decision
-    module_window: int | None = None # bandit posterior from each arm's last W rewards (None: all)
-    module_discount: float | None = None # bandit discount γ per episode (None: the policy's default, 0.95 for optima)
-    module_probe_size: int = 64 # examples in the fixed probe batch that measures the reward
-    def validate(self) -> "TrainConfig":
-        "Check values; raise `ConfigError` naming the bad one."
-        import_plugins(self.plugins)  # before any name is checked: they register scores, selectors, tasks
-        super().validate()
-        check_choice("method", self.method, list(METHODS))
-        check_choice("loss", self.loss, LOSSES)
-        if self.model not in open_clip.list_models():
-            raise ConfigError(f"model={self.model!r} is not an open_clip architecture; aced_lab ships "
-                              "ACED-Tiny-32, ACED-Small-32, ACED-Teacher-32")
-        check_ints(self, ("shard_size", "n_chunks"), 1)
-        check_ints(self, ("num_workers", "n_train", "n_eval", "selection_every"), 0)
-        if not 0 <= self.mismatch_frac < 1: raise ConfigError(f"mismatch_frac must be in [0, 1), got {self.mismatch_frac!r}")
-        if self.eval_suite != "auto": check_choice("eval_suite", self.eval_suite, tuple(SUITES))
-        check_choice("selection", self.selection, list(SELECTORS)); check_choice("score", self.score, list(SCORES))
-        needs = METHODS[self.method].needs  # "reference": reference=...; "teacher": teacher=... or reference=...
-        if self.reference is None and ("reference" in needs or ("teacher" in needs and self.teacher is None)):
-            raise ConfigError(f"method={self.method!r} needs a reference/teacher model: pass reference=<weights file or "
-                              "open_clip tag> (and reference_model=<architecture>)")
-        self._validate_modules()
-        if not 0 <= self.filter_ratio < 1: raise ConfigError(f"filter_ratio must be in [0, 1), got {self.filter_ratio!r}")
-        if self.data not in EMBEDDED and self.eval_data is None and self.eval_suite != "auto":
-            raise ConfigError("eval_suite needs eval_data when data is a shard spec or CSV file")
-        return self
-
-    @property
-    def module_distill(self) -> str | None:
-        "The module-distillation policy this run uses (None: no module distillation)."
-        return self.module_policy or ("optima" if self.method == "optima" else None)
-
-    def _validate_modules(self):
-        if self.module_policy is not None: check_choice("module_policy", self.module_policy, MODULE_POLICIES)
-        check_ints(self, ("module_image_groups", "module_text_groups"), 0)
-        check_ints(self, ("module_episode", "module_probe_size"), 1)
-        check_int("module_window", self.module_window, 1, optional=True)
-        if self.module_discount is not None and not 0 < self.module_discount <= 1:
-            raise ConfigError(f"module_discount must be in (0, 1] or None, got {self.module_discount!r}")
-        if not (self.module_weight >= 0 and math.isfinite(self.module_weight)): raise ConfigError(f"module_weight must be >= 0, got {self.module_weight!r}")
-        if self.module_distill is None: return
-        if self.teacher is None and self.reference is None:
-            raise ConfigError(f"module distillation (module_policy={self.module_distill!r}) needs a teacher: pass teacher=<weights "
-                              "file or open_clip tag> (and teacher_model=<architecture>) or reference=<...>")
-        if self.module_distill == "ts" and (self.module_window is not None or self.module_discount is not None):
-            raise ConfigError("module_policy='ts' is stationary Thompson sampling and takes no module_window/module_discount; "
-                              "use module_policy='optima'")
-        if self.module_image_groups + self.module_text_groups == 0 and not self.module_heads:
-            raise ConfigError("module distillation needs at least one module: module_image_groups, module_text_groups or module_heads")
-        mc = open_clip.get_model_config(self.model) or {}
-        for k, cfg_key in (("module_image_groups", "vision_cfg"), ("module_text_groups", "text_cfg")):
-            n = (mc.get(cfg_key) or {}).get("layers")
-            if isinstance(n, int) and getattr(self, k) > n:
-                raise ConfigError(f"{k}={getattr(self, k)} but {self.model} has only {n} blocks in that tower")
-
-# %% ../nbs/08_trainer.ipynb #65227caa
-@dataclass(frozen=True)
-class Method:
-    "A training method: the callbacks that make it, whether it selects from a super-batch, and the models it needs."
-    name: str # what `method=` chooses it by
-    callbacks: Any # (trainer, frozen) -> list of callbacks; `frozen(architecture, weights)` loads a frozen model once
-    selects: bool = False # draws B = batch_size / (1 - filter_ratio) per step; its callbacks set `trainer.keep`
-    needs: tuple = () # "reference" (reference=...) and/or "teacher" (teacher=..., else the reference)
-
-def register_method(name: str, # the name `method=` chooses it by
-                    selects: bool = False, # whether it trains on a sub-batch chosen from a super-batch
-                    needs: tuple = (), # the frozen models it needs: "reference", "teacher"
-                   ):
-    "Decorator: make `fn(trainer, frozen) -> callbacks` a training method by name."
-    if not set(needs) <= {"reference", "teacher"}: raise ValueError(f"needs={needs!r}: use 'reference' and/or 'teacher'")
-    def deco(fn): METHODS[name] = Method(name, fn, selects, tuple(needs)); return fn
-    return deco
-
-def load_reference(t, frozen): return frozen(t.cfg.reference_model, t.cfg.reference)
-def load_teacher(t, frozen): return frozen(t.cfg.teacher_model or t.cfg.reference_model, t.cfg.teacher or t.cfg.reference)
-
-def acid_selection(t, frozen) -> ACIDSelection:
-    "ACID's selection callback against the run's reference, with the reference cache the config asks for."
-    ref = load_reference(t, frozen)
-    return ACIDSelection(ref, t.device, t.cfg.seed * 1000 + t.rank, open_reference_cache(t.cfg, ref, t.bundle, t.rank))
-
-@register_method("iid")
-def _iid(t, frozen): return []
-
-@register_method("kd", needs=("teacher",))
-def _kd(t, frozen): return [KDLoss(load_teacher(t, frozen))]
-
-@register_method("acid", selects=True, needs=("reference",))
-def _acid(t, frozen): return [acid_selection(t, frozen)]
-
-@register_method("aced", selects=True, needs=("reference",))
-def _aced(t, frozen):
-    sel = acid_selection(t, frozen)  # KD from the reference reuses the features it computed for selection
-    return [sel, KDLoss(sel.reference, reuse_reference=True) if t.cfg.teacher is None else KDLoss(load_teacher(t, frozen))]
-
-@register_method("optima", needs=("teacher",))
-def _optima(t, frozen): return []  # IID batches; module distillation (module_policy, default "optima") is added to any method
+__all__ = ['make_optimizer', 'lr_lambda', 'make_loss', 'ClipLossDict', 'SigLipLossDict', 'model_kwargs', 'init_distributed',
+           'NonFiniteLossError', 'corruption_stats', 'Trainer', 'train', 'cache_reference']
 
 # %% ../nbs/08_trainer.ipynb #bb7f599e
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -381,8 +234,8 @@ def fit(self: Trainer) -> "Trainer":
             self.batch = _subset(self.batch, self.keep)
             self.images, self.texts = self.images[self.keep], self.texts[self.keep]
         self.event("after_select")
-        images, texts = self.images, self.texts                           # (b, 3, H, W), (b, L)
-        self.step_gflops["train"] = 3 * self.student_gflops * len(images)  # forward + backward ≈ 3 forwards
+        b = len(self.images)                                              # images (b, 3, H, W), texts (b, L)
+        self.step_gflops["train"] = 3 * self.student_gflops * b          # forward + backward ≈ 3 forwards
         with autocast(self.device, cfg.precision):
             self.losses = self.compute_losses()                           # {"contrastive_loss": ...}
             self.event("after_loss")
@@ -399,7 +252,7 @@ def fit(self: Trainer) -> "Trainer":
         dt = time.perf_counter() - t0
         self.record = {"step": self.step, "loss": loss.item(), **{k: v.item() for k, v in self.losses.items()},
                        "lr": self.sched.get_last_lr()[0], "grad_norm": grad_norm.item(), **self.step_stats(),
-                       "samples_per_s": len(images) * self.world / dt, "step_time": dt, "data_time": t_data,
+                       "samples_per_s": b * self.world / dt, "step_time": dt, "data_time": t_data,
                        **{f"gflops_{k}": v * self.world for k, v in self.step_gflops.items()},
                        "gflops_total": self.gflops_total}
         self.event("after_step")
