@@ -4,42 +4,35 @@
 
 # %% ../nbs/09_lit_decoder.ipynb #3240f221
 from __future__ import annotations
-import os, re, json, math, time, hashlib
+import json, hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from collections import Counter
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 import open_clip
-from open_clip.tokenizer import SimpleTokenizer
 import pandas as pd
 from tqdm.auto import tqdm
-from .core import (ConfigError, from_dict, check_choice, check_int, check_ints, to_dict, atomic_write, atomic_write_json, cache_dir,
+from fastcore.basics import patch
+from .core import (ConfigError, RunConfig, check_choice, check_ints, atomic_write, atomic_write_json, cache_dir,
                            dir_lock, autocast)
-from .models import create, hash_weights
 from .data import ImageTextLoader, expand_urls
 from . import synthetic
-from .synthetic import ATTRIBUTES, CAPTION_TEMPLATES, DIGIT_TEMPLATES
-from .trainer import Trainer, EMBEDDED
+from .lit_model import (Encoder, load_encoder, resolve_encoder, encoder_tokens, TASKS, VQA_TYPES, PAD, SOT, EOT, UNK, make_question, prompt, caption_references, TextCodec,
+                                task_texts, LitDecoder, decoder_loss, generate, normalize, caption_metrics, vqa_metrics,
+                                majority_answers)  # the model; `aced_lab.lit_decoder.<name>` keeps working
+from .config import EMBEDDED
+from .trainer import Trainer
 
 # %% auto #0
-__all__ = ['TASKS', 'VQA_TYPES', 'PAD', 'SOT', 'EOT', 'UNK', 'LitConfig', 'Encoder', 'resolve_encoder', 'encoder_fingerprint',
-           'load_encoder', 'encoder_tokens', 'data_digest', 'read_split', 'split_tokens', 'make_question', 'prompt',
-           'caption_references', 'TextCodec', 'task_texts', 'LitDecoder', 'decoder_loss', 'generate', 'normalize',
-           'caption_metrics', 'vqa_metrics', 'majority_answers', 'TaskBatches', 'resolve_data', 'eval_examples',
-           'LitTrainer', 'lit_decoder', 'eval_summary']
+__all__ = ['LitConfig', 'data_digest', 'read_split', 'split_tokens', 'TaskBatches', 'resolve_data', 'eval_examples', 'LitTrainer',
+           'lit_decoder', 'eval_summary']
 
 # %% ../nbs/09_lit_decoder.ipynb #d228061b
-TASKS = ("caption", "vqa")
-VQA_TYPES = ("colour", "shape", "size", "position", "count", "exists")
-
 def _as_list(v) -> list[str]:
     return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else list(v)
 
 @dataclass
-class LitConfig:
+class LitConfig(RunConfig):
     "Everything that defines a LiT-Decoder run: frozen encoder, decoder, tasks, data, optimisation, outputs."
     # encoder (frozen)
     encoder: str = "auto" # open_clip architecture of the image tower; "auto": from the weights (else ACED-Tiny-32)
@@ -68,37 +61,21 @@ class LitConfig:
     beam_size: int = 1 # 1: greedy decoding; k > 1: beam search of width k
     max_len: int = 20 # maximum generated tokens
     eval_max_samples: int | None = 500 # eval images (captions; and one question of each type per image)
-    eval_every: int = 0 # periodic evaluation interval in steps (0: only at the end)
-    # optimisation
+    # what differs from `RunConfig` (optimisation, system, outputs)
     steps: int = 800 # decoder optimizer steps
-    batch_size: int = 64 # examples per step
-    lr: float = 1e-3 # peak learning rate
     weight_decay: float = 0.01 # AdamW weight decay (weight matrices only)
-    betas: tuple = (0.9, 0.98) # AdamW betas
     warmup: int = 50 # linear warmup steps, then cosine decay to 0
-    grad_clip: float | None = 1.0 # max gradient norm (None: off)
-    # system
-    device: str = "auto" # "auto", "cpu", "cuda", "cuda:N"
-    precision: str = "auto" # "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
-    compile: bool = False # torch.compile the decoder (CUDA)
-    threads: int | None = None # CPU threads for torch (default: all available)
     seed: int = 0 # decoder init and data order
-    # outputs
     out_dir: str = "runs/lit_decoder/default" # the run directory
-    log_every: int = 10 # progress-bar refresh (metrics.jsonl gets every step)
     ckpt_every: int = 500 # checkpoint interval in steps (0: only at the end)
-    keep_checkpoints: int = 2 # step checkpoints kept on disk
-    resume: str | None = None # None, "latest" or a checkpoint path
-    tensorboard: bool = True # also write TensorBoard events to out_dir/tb
 
     @classmethod
     def from_dict(cls, d: dict) -> "LitConfig":
         "Build and validate a config; unknown names and bad values raise `ConfigError`."
         d = dict(d)
-        if "betas" in d: d["betas"] = tuple(d["betas"])
         for k in ("tasks", "vqa_types"):
             if isinstance(d.get(k), (list, tuple)): d[k] = ",".join(map(str, d[k]))
-        return from_dict(cls, d).validate()
+        return super().from_dict(d)
 
     @property
     def task_list(self) -> list[str]: return _as_list(self.tasks)
@@ -107,6 +84,7 @@ class LitConfig:
 
     def validate(self) -> "LitConfig":
         "Check values; raise `ConfigError` naming the bad one."
+        super().validate()
         if not self.task_list: raise ConfigError("tasks must name at least one of: caption, vqa")
         for t in self.task_list: check_choice("tasks", t, TASKS)
         if "vqa" in self.task_list:
@@ -116,91 +94,14 @@ class LitConfig:
                                                         "has none: use data='shapes' or tasks='caption'")
         if self.encoder != "auto" and self.encoder not in open_clip.list_models():
             raise ConfigError(f"encoder={self.encoder!r} is not an open_clip architecture (or 'auto')")
-        check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
-        check_ints(self, ("layers", "width", "heads", "context_length", "steps", "batch_size", "beam_size", "max_len", "n_train",
-                          "n_eval", "shard_size", "keep_checkpoints"), 1)
-        check_ints(self, ("warmup", "ckpt_every", "eval_every", "log_every", "num_workers", "encoder_seed"), 0)
+        check_ints(self, ("layers", "width", "heads", "context_length", "beam_size", "max_len", "n_train", "n_eval", "shard_size"), 1)
+        check_ints(self, ("num_workers", "encoder_seed"), 0)
         if self.width % self.heads: raise ConfigError(f"width={self.width} must be a multiple of heads={self.heads}")
-        if not (self.lr > 0 and math.isfinite(self.lr)): raise ConfigError(f"lr must be positive, got {self.lr!r}")
         if not 0 <= self.caption_frac <= 1: raise ConfigError(f"caption_frac must be in [0, 1], got {self.caption_frac!r}")
         if not 0 <= self.dropout < 1: raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        check_int("eval_max_samples", self.eval_max_samples, 1, optional=True)
         if self.data not in EMBEDDED and self.eval_data is None:
             raise ConfigError("data is a shard spec or CSV file: pass eval_data (the held-out split to caption)")
         return self
-
-# %% ../nbs/09_lit_decoder.ipynb #31b8bbd4
-@dataclass
-class Encoder:
-    "A frozen open_clip image tower and what identifies it."
-    visual: nn.Module # open_clip image tower, `output_tokens=True`, frozen
-    preprocess: callable # PIL.Image -> FloatTensor (3, H, W)
-    name: str # open_clip architecture
-    weights: str | None # resolved weights file (None: random init)
-    fingerprint: str # hash of weights + architecture + preprocessing
-
-    @property
-    def width(self) -> int: return self.visual.transformer.width
-
-def _arch_from_weights(weights: str) -> str | None:
-    "The architecture an aced_lab teacher file or checkpoint records, if any."
-    p = Path(weights)
-    if (p.parent / "teacher.json").is_file(): return json.loads((p.parent / "teacher.json").read_text())["model"]
-    if p.suffix == ".pt" and p.is_file():
-        sd = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        if isinstance(sd, dict) and isinstance(sd.get("model_name"), str): return sd["model_name"]
-    return None
-
-def resolve_encoder(encoder: str, # open_clip architecture or "auto"
-                    weights: str | None, # see `LitConfig.encoder_weights`
-                   ) -> tuple[str, str | None]:
-    "(architecture, weights file or tag) for an encoder source; clear errors for what cannot work."
-    if weights == "teacher":
-        from aced_lab.teacher import embedded_teacher
-        weights = str(embedded_teacher())
-    elif weights is not None and Path(weights).is_dir():  # an aced_lab run folder: its latest checkpoint
-        latest = Path(weights) / "checkpoints" / "latest.json"
-        if not latest.is_file(): raise FileNotFoundError(f"encoder_weights={weights!r} is a folder without {latest.relative_to(weights)}")
-        weights = str(latest.parent / json.loads(latest.read_text())["path"])
-    if encoder != "auto": return encoder, weights
-    if weights is None: return "ACED-Tiny-32", None
-    arch = _arch_from_weights(weights)
-    if arch is None:
-        if not Path(weights).exists() and (os.sep in weights or Path(weights).suffix in (".pt", ".bin", ".safetensors", ".pth")):
-            raise FileNotFoundError(f"encoder weights file not found: {weights}")
-        raise ConfigError(f"encoder='auto' cannot tell the architecture of {weights!r}: pass encoder=<open_clip name>")
-    return arch, weights
-
-def encoder_fingerprint(visual: nn.Module, name: str) -> str:
-    "A short hash of an image tower's weights, architecture and preprocessing."
-    h = hash_weights(hashlib.sha256(name.encode()), visual)
-    h.update(repr(sorted(getattr(visual, "preprocess_cfg", {}).items())).encode())
-    return h.hexdigest()[:16]
-
-def load_encoder(encoder: str = "auto", # open_clip architecture or "auto"
-                 weights: str | None = None, # see `LitConfig.encoder_weights`
-                 device="cpu", # where it runs
-                 seed: int = 0, # torch seed for a random init
-                ) -> Encoder:
-    "The frozen image tower of an encoder source, returning its patch tokens."
-    name, weights = resolve_encoder(encoder, weights)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        b = create(name, weights, device=device)
-    visual = b.model.visual
-    if not hasattr(visual, "output_tokens"):
-        raise ConfigError(f"{name}'s image tower ({type(visual).__name__}) does not expose patch tokens; use a ViT")
-    visual.output_tokens = True
-    visual.eval().requires_grad_(False)
-    return Encoder(visual, b.preprocess, name, weights, encoder_fingerprint(visual, name))
-
-@torch.no_grad()
-def encoder_tokens(enc: Encoder, # the frozen encoder
-                   images: torch.Tensor, # (B, 3, H, W) preprocessed
-                  ) -> torch.Tensor: # (B, T, D) patch tokens
-    "The encoder's final patch tokens."
-    _, tokens = enc.visual(images)
-    return tokens
 
 # %% ../nbs/09_lit_decoder.ipynb #09417804
 def data_digest(spec: str) -> str:
@@ -256,213 +157,6 @@ def split_tokens(enc: Encoder, # the frozen encoder
         atomic_write_json(folder / "samples.json", s, indent=None)  # written last: its presence marks a complete entry
     return {**s, "tokens": tokens, "key": key, "hit": False}
 
-# %% ../nbs/09_lit_decoder.ipynb #f85dd2eb
-def make_question(meta: dict, # shapes ground truth: shape, colour, size, position
-                  qtype: str, # one of `VQA_TYPES`
-                  rng: np.random.Generator, # draws the negatives of count/exists
-                 ) -> tuple[str, str]: # (question, answer)
-    "A question about the object in a shapes image, and its answer."
-    s, c, z, p = meta["shape"], meta["colour"], meta["size"], meta["position"]
-    other = lambda attr, v: [x for x in ATTRIBUTES[attr] if x != v][rng.integers(len(ATTRIBUTES[attr]) - 1)]
-    if qtype == "colour": return f"what colour is the {s}?", c
-    if qtype == "shape": return f"what shape is the {c} object?", s
-    if qtype == "size": return f"what size is the {c} {s}?", z
-    if qtype == "position": return f"where is the {c} {s}?", p
-    if qtype == "count":
-        true = rng.random() < 0.5
-        return f"how many {c if true else other('colour', c)} objects are there?", "one" if true else "zero"
-    if qtype == "exists":
-        if rng.random() < 0.5: return f"is there any {c} {s}?", "yes"
-        if rng.random() < 0.5: return f"is there any {other('colour', c)} {s}?", "no"
-        return f"is there any {c} {other('shape', s)}?", "no"
-    raise ConfigError(f"unknown question type {qtype!r}; choose one of {VQA_TYPES}")
-
-def prompt(task: str, question: str | None = None) -> str:
-    "The task prefix the decoder is conditioned on."
-    return "caption:" if task == "caption" else f"question: {question} answer:"
-
-def caption_references(caption: str, meta: dict) -> list[str]:
-    "Reference captions of an image: every template filled with its ground truth (shapes, digits), else its caption."
-    if all(k in meta for k in ATTRIBUTES): return [t.format(**{k: meta[k] for k in ATTRIBUTES}) for t in CAPTION_TEMPLATES]
-    if "digit" in meta: return [t.format(digit=meta["digit"]) for t in DIGIT_TEMPLATES]
-    return [caption]
-
-# %% ../nbs/09_lit_decoder.ipynb #130eeda2
-PAD, SOT, EOT, UNK = 0, 1, 2, 3
-
-class TextCodec:
-    "open_clip BPE ids <-> a compact vocabulary seen in the task texts."
-    def __init__(self, vocab: list[int], # open_clip ids of compact ids 4.. (0-3: pad, sot, eot, unk)
-                 context_length: int = 32):
-        self.bpe = SimpleTokenizer(context_length=context_length)
-        self.vocab = [0, self.bpe.sot_token_id, self.bpe.eot_token_id, 0, *vocab]
-        self.index = {t: i for i, t in enumerate(vocab, start=4)}
-        self.context_length = context_length
-
-    @classmethod
-    def from_texts(cls, texts, context_length: int = 32) -> "TextCodec":
-        "A codec whose vocabulary holds every BPE id of `texts`."
-        bpe = SimpleTokenizer(context_length=context_length)
-        return cls(sorted({t for s in texts for t in bpe.encode(s)}), context_length)
-
-    def __len__(self): return len(self.vocab)
-    def encode(self, text: str) -> list[int]: return [self.index.get(t, UNK) for t in self.bpe.encode(text)]
-    def decode(self, ids) -> str:
-        return self.bpe.decode([self.vocab[i] for i in ids if i > UNK]).strip()
-
-    def example(self, prompt: str, target: str) -> tuple[list[int], list[int]]:
-        "(input ids, labels) of sot + prompt + target + eot; labels are -100 except where the next token is target."
-        p, t = [SOT, *self.encode(prompt)], [*self.encode(target), EOT]
-        ids = (p + t)[: self.context_length]
-        labels = ([-100] * (len(p) - 1) + t)[: len(ids)]  # position i predicts token i + 1
-        return ids, labels
-
-    def batch(self, pairs) -> tuple[torch.Tensor, torch.Tensor]:
-        "Right-padded (ids (B, L), labels (B, L)) of (prompt, target) pairs."
-        ex = [self.example(p, t) for p, t in pairs]
-        L = max(len(i) for i, _ in ex)
-        ids = torch.tensor([i + [PAD] * (L - len(i)) for i, _ in ex])
-        labels = torch.tensor([l + [-100] * (L - len(l)) for _, l in ex])
-        return ids, labels
-
-def task_texts(captions, vqa_types=VQA_TYPES) -> list[str]:
-    "Every text the tasks can produce: the captions, prompts, and all questions and answers."
-    out = [*captions, prompt("caption")] + [v for vs in ATTRIBUTES.values() for v in vs]
-    if vqa_types:
-        out += ["question: what colour is the shape of the object? answer:", "how many objects are there?", "is there any",
-                "where is the", "what size", "one zero yes no"] + [f"{x}?" for vs in ATTRIBUTES.values() for x in vs]
-    return out
-
-# %% ../nbs/09_lit_decoder.ipynb #1978f62e
-class LitDecoder(nn.Module):
-    "Autoregressive text decoder cross-attending to frozen image tokens."
-    def __init__(self, vocab: list[int], # `TextCodec.vocab` (kept in the checkpoint)
-                 enc_width: int, # width of the image tokens
-                 width: int = 128, layers: int = 2, heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.0,
-                 context_length: int = 32):
-        super().__init__()
-        self.register_buffer("vocab", torch.tensor(vocab, dtype=torch.long))
-        self.embed = nn.Embedding(len(vocab), width)
-        self.pos = nn.Parameter(torch.randn(context_length, width) * 0.01)
-        self.img_proj = nn.Sequential(nn.LayerNorm(enc_width), nn.Linear(enc_width, width))
-        block = nn.TransformerDecoderLayer(width, heads, int(width * mlp_ratio), dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerDecoder(block, layers)
-        self.ln = nn.LayerNorm(width)
-        self.head = nn.Linear(width, len(vocab))
-
-    def hidden(self, img: torch.Tensor, # (B, T, D_enc) image tokens
-               ids: torch.Tensor, # (B, L) compact token ids
-              ) -> torch.Tensor: # (B, L, W)
-        "Final hidden state at every position."
-        L = ids.shape[1]
-        x = self.embed(ids) + self.pos[:L]                             # (B, L, W)
-        mem = self.img_proj(img.to(x.dtype))                           # (B, T, W)
-        mask = nn.Transformer.generate_square_subsequent_mask(L, device=ids.device, dtype=x.dtype)
-        return self.ln(self.blocks(x, mem, tgt_mask=mask, tgt_is_causal=True))
-
-    def forward(self, img, ids, where: torch.Tensor | None = None) -> torch.Tensor:
-        "Next-token logits (B, L, V); with a (B, L) bool mask `where`, only those positions' (K, V)."
-        h = self.hidden(img, ids)
-        return self.head(h if where is None else h[where])
-
-# %% ../nbs/09_lit_decoder.ipynb #d97dd921
-def decoder_loss(dec: LitDecoder, # the decoder (or its DDP wrapper)
-                 img: torch.Tensor, ids: torch.Tensor, # (B, T, D), (B, L)
-                 labels: torch.Tensor, # (B, L), -100 where there is no target
-                 tasks: list[str], # task of each example
-                ) -> dict:
-    "Teacher-forced next-token cross-entropy of the targets, as `{'<task>_loss': ...}`."
-    sel = labels != -100                                             # (B, L)
-    ce = F.cross_entropy(dec(img, ids, sel).float(), labels[sel], reduction="none")  # (K,) target tokens only (a DDP
-                                                                     # wrapper's forward, so gradients are synchronised)
-    row = sel.nonzero()[:, 0]                                        # (K,) example of each target token
-    out = {}
-    for task in TASKS:
-        on = torch.tensor([t == task for t in tasks], device=ids.device)[row]
-        if on.any(): out[f"{task}_loss"] = ce[on].sum() / len(ce)
-    return out
-
-# %% ../nbs/09_lit_decoder.ipynb #90cc6bd7
-@torch.no_grad()
-def generate(dec: LitDecoder, # the decoder
-             img: torch.Tensor, # (B, T, D) image tokens
-             prompts: list[list[int]], # B prompts as compact ids (starting with SOT)
-             max_len: int = 20, # maximum new tokens
-             beam_size: int = 1, # 1: greedy
-             batch_size: int = 256, # examples decoded at once
-            ) -> list[list[int]]: # B generated id lists (eot and after removed)
-    "Batched greedy / beam-search decoding."
-    out = [None] * len(prompts)
-    groups = {}
-    for i, p in enumerate(prompts): groups.setdefault(len(p), []).append(i)
-    for plen, idx in groups.items():
-        for s in range(0, len(idx), batch_size):
-            ii = idx[s:s + batch_size]
-            ids = torch.tensor([prompts[i] for i in ii], device=img.device)  # (b, plen)
-            n = max(0, min(max_len, dec.pos.shape[0] - plen))
-            res = _beam(dec, img[ii], ids, n, beam_size)
-            for i, r in zip(ii, res): out[i] = r
-    return out
-
-def _beam(dec, img, ids, n, k):
-    "Beam search of width k (k = 1: greedy) for one group of equal-length prompts."
-    b, plen = ids.shape
-    img = img.repeat_interleave(k, 0)                                 # (b k, T, D)
-    seq = ids.repeat_interleave(k, 0)                                 # (b k, plen)
-    score = torch.full((b, k), -math.inf, device=ids.device); score[:, 0] = 0  # only beam 0 is live at first
-    done = torch.zeros(b * k, dtype=torch.bool, device=ids.device)
-    for _ in range(n):
-        logp = dec(img, seq)[:, -1].float().log_softmax(-1)           # (b k, V)
-        logp[done] = -math.inf; logp[done, PAD] = 0                   # a finished beam extends with padding, free
-        cand = (score.reshape(-1, 1) + logp).reshape(b, -1)           # (b, k V)
-        score, top = cand.topk(k, dim=1)                              # (b, k)
-        beam, tok = top // logp.shape[1], top % logp.shape[1]
-        rows = (torch.arange(b, device=ids.device)[:, None] * k + beam).reshape(-1)
-        seq = torch.cat([seq[rows], tok.reshape(-1, 1)], 1)
-        done = done[rows] | (tok.reshape(-1) == EOT) | (tok.reshape(-1) == PAD)
-        if done.all(): break
-    best = seq.reshape(b, k, -1)[:, 0, plen:]                         # topk sorts: beam 0 is the best
-    res = []
-    for r in best.tolist():
-        r = r[: r.index(EOT)] if EOT in r else r
-        res.append([t for t in r if t != PAD])
-    return res
-
-# %% ../nbs/09_lit_decoder.ipynb #73d14dbd
-def normalize(text: str) -> str:
-    "Lower case, punctuation dropped, single spaces."
-    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
-
-def caption_metrics(preds: dict, # id -> generated caption
-                    refs: dict, # id -> list of reference captions
-                   ) -> dict:
-    "BLEU-4 and CIDEr (pycocoevalcap scorers) of generated captions."
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    if not preds: raise ValueError("caption_metrics needs at least one caption")
-    if set(preds) != set(refs): raise ValueError("preds and refs must have the same ids")
-    res = {k: [normalize(v)] for k, v in preds.items()}
-    gts = {k: [normalize(r) for r in refs[k]] for k in preds}
-    if any(not r for r in gts.values()) or any(not all(r) for r in gts.values()): raise ValueError("empty reference caption")
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    cider, _ = Cider().compute_score(gts, res)
-    return {"bleu4": float(bleu[3]), "cider": float(cider)}
-
-def vqa_metrics(preds: list[str], answers: list[str], qtypes: list[str]) -> dict:
-    "Exact-match accuracy, overall (`accuracy`) and per question type (`accuracy/<type>`)."
-    hit = np.array([normalize(p) == normalize(a) for p, a in zip(preds, answers)])
-    out = {"accuracy": float(hit.mean())}
-    for q in dict.fromkeys(qtypes): out[f"accuracy/{q}"] = float(hit[np.array(qtypes) == q].mean())
-    return out
-
-def majority_answers(train_questions: list[tuple[str, str]], # (qtype, answer) pairs from training
-                    ) -> dict:
-    "Each question type's most frequent training answer."
-    by = {}
-    for q, a in train_questions: by.setdefault(q, Counter())[a] += 1
-    return {q: c.most_common(1)[0][0] for q, c in by.items()}
-
 # %% ../nbs/09_lit_decoder.ipynb #5f1a9df1
 class TaskBatches:
     "Infinite, seeded, resumable multi-task batches over a split held in memory."
@@ -496,7 +190,7 @@ class TaskBatches:
         return {"x": self.x[torch.from_numpy(idx)], "text": ids, "labels": labels, "task": tasks, "qtype": qtypes,
                 "id": [self.split["id"][i] for i in idx]}
 
-# %% ../nbs/09_lit_decoder.ipynb #71a14cd1
+# %% ../nbs/09_lit_decoder.ipynb #5af3b675
 def resolve_data(cfg: LitConfig) -> dict:
     "Train/eval specs (embedded data generated on first use, clean: no mismatched captions)."
     if cfg.data in EMBEDDED:
@@ -518,129 +212,143 @@ def eval_examples(split: dict, tasks: list[str], vqa_types: list[str], n: int | 
                 out.append({"i": i, "id": split["id"][i], "task": "vqa", "qtype": qt, "prompt": prompt("vqa", q), "answer": a})
     return out
 
+# %% ../nbs/09_lit_decoder.ipynb #fc5bbffe
 class LitTrainer(Trainer):
     "The aced_lab trainer, training a LiT decoder on a frozen encoder."
     config_class = LitConfig
     @property
     def desc(self) -> str: return "train lit-decoder"
-
-    def build(self):
-        cfg = self.cfg
-        self.encoder = load_encoder(cfg.encoder, cfg.encoder_weights, self.device, cfg.encoder_seed)
-        self.model_name = self.encoder.name
-        if self.rank == 0: self.data_info = resolve_data(cfg)  # embedded data: rank 0 writes it, the others wait
-        if self.world > 1: torch.distributed.barrier()
-        if self.rank != 0: self.data_info = resolve_data(cfg)
-        kw = dict(device=self.device, num_workers=cfg.num_workers)
-        self.train_split = split_tokens(self.encoder, self.data_info["train"], cfg.token_cache, **kw)
-        self.eval_split = split_tokens(self.encoder, self.data_info["eval"], cfg.token_cache, max_samples=cfg.eval_max_samples, **kw)
-        if any(not c.strip() for c in self.train_split["caption"]) and "caption" in cfg.task_list:
-            raise ValueError("empty captions in the training data")
-        self.codec = TextCodec.from_texts(task_texts(self.train_split["caption"], cfg.vqa_type_list if "vqa" in cfg.task_list else ()),
-                                          cfg.context_length)
-        torch.manual_seed(cfg.seed)  # the decoder's init must not depend on whether the token cache was hit
-        self.raw_model = LitDecoder(self.codec.vocab, self.encoder.width, cfg.width, cfg.layers, cfg.heads, cfg.mlp_ratio,
-                                    cfg.dropout, cfg.context_length).to(self.device)
-        self.loader = TaskBatches(self.train_split, self.codec, cfg.task_list, cfg.vqa_type_list, cfg.batch_size,
-                                  cfg.caption_frac, seed=cfg.seed * 1000 + self.rank)
-        self.flops = {"decoder_gflops": self._decoder_gflops()}
-        self.student_gflops = self.flops["decoder_gflops"]
-        self.cached = "tokens" in self.train_split
-        if not self.cached: self.flops["encoder_gflops"] = self._encoder_gflops()
-        self.eval_set = eval_examples(self.eval_split, cfg.task_list, cfg.vqa_type_list, cfg.eval_max_samples)
-        rng = np.random.default_rng(1)
-        tq = [(qt, make_question(m, qt, rng)[1]) for m in self.train_split["meta"][:2000] for qt in cfg.vqa_type_list] \
-             if "vqa" in cfg.task_list else []
-        self.majority = majority_answers(tq)
-
-    def _decoder_gflops(self) -> float:
-        "Forward GFLOPs of the decoder per example (a full-length sequence)."
-        from torch.utils.flop_counter import FlopCounterMode
-        sp = self.train_split
-        img = sp["tokens"][:1].float().to(self.device) if "tokens" in sp else encoder_tokens(self.encoder, sp["image"][:1].to(self.device))
-        with FlopCounterMode(display=False) as fc: self.raw_model(img, torch.zeros(1, self.cfg.context_length, dtype=torch.long, device=self.device))
-        return fc.get_total_flops() / 1e9
-
-    def _encoder_gflops(self) -> float:
-        from torch.utils.flop_counter import FlopCounterMode
-        with FlopCounterMode(display=False) as fc: encoder_tokens(self.encoder, self.train_split["image"][:1].to(self.device))
-        return fc.get_total_flops() / 1e9
-
     def method_callbacks(self) -> list: return []
 
-    def run_info(self) -> dict:
-        n = sum(p.numel() for p in self.raw_model.parameters())
-        return {"data": self.data_info, "params": {"decoder": n, "encoder": sum(p.numel() for p in self.encoder.visual.parameters())},
-                "gflops": self.flops, "encoder": {"name": self.encoder.name, "weights": self.encoder.weights,
-                "fingerprint": self.encoder.fingerprint}, "token_cache": {"train": self.train_split["key"], "eval": self.eval_split["key"]},
-                "vocab": len(self.codec), "majority_answers": self.majority}
+@patch
+def build(self: LitTrainer):
+    cfg = self.cfg
+    self.encoder = load_encoder(cfg.encoder, cfg.encoder_weights, self.device, cfg.encoder_seed)
+    self.model_name = self.encoder.name
+    if self.rank == 0: self.data_info = resolve_data(cfg)  # embedded data: rank 0 writes it, the others wait
+    if self.world > 1: torch.distributed.barrier()
+    if self.rank != 0: self.data_info = resolve_data(cfg)
+    kw = dict(device=self.device, num_workers=cfg.num_workers)
+    self.train_split = split_tokens(self.encoder, self.data_info["train"], cfg.token_cache, **kw)
+    self.eval_split = split_tokens(self.encoder, self.data_info["eval"], cfg.token_cache, max_samples=cfg.eval_max_samples, **kw)
+    if any(not c.strip() for c in self.train_split["caption"]) and "caption" in cfg.task_list:
+        raise ValueError("empty captions in the training data")
+    self.codec = TextCodec.from_texts(task_texts(self.train_split["caption"], cfg.vqa_type_list if "vqa" in cfg.task_list else ()),
+                                      cfg.context_length)
+    torch.manual_seed(cfg.seed)  # the decoder's init must not depend on whether the token cache was hit
+    self.raw_model = LitDecoder(self.codec.vocab, self.encoder.width, cfg.width, cfg.layers, cfg.heads, cfg.mlp_ratio,
+                                cfg.dropout, cfg.context_length).to(self.device)
+    self.loader = TaskBatches(self.train_split, self.codec, cfg.task_list, cfg.vqa_type_list, cfg.batch_size,
+                              cfg.caption_frac, seed=cfg.seed * 1000 + self.rank)
+    self.flops = {"decoder_gflops": self._decoder_gflops()}
+    self.student_gflops = self.flops["decoder_gflops"]
+    self.cached = "tokens" in self.train_split
+    if not self.cached: self.flops["encoder_gflops"] = self._encoder_gflops()
+    self.eval_set = eval_examples(self.eval_split, cfg.task_list, cfg.vqa_type_list, cfg.eval_max_samples)
+    rng = np.random.default_rng(1)
+    tq = [(qt, make_question(m, qt, rng)[1]) for m in self.train_split["meta"][:2000] for qt in cfg.vqa_type_list] \
+         if "vqa" in cfg.task_list else []
+    self.majority = majority_answers(tq)
 
-    def batch_to_device(self):
-        self.images = self.batch["x"].to(self.device, non_blocking=True)   # (B, T, D) tokens or (B, 3, H, W) images
-        self.texts = self.batch["text"].to(self.device, non_blocking=True)  # (B, L)
+@patch
+def _decoder_gflops(self: LitTrainer) -> float:
+    "Forward GFLOPs of the decoder per example (a full-length sequence)."
+    from torch.utils.flop_counter import FlopCounterMode
+    sp = self.train_split
+    img = sp["tokens"][:1].float().to(self.device) if "tokens" in sp else encoder_tokens(self.encoder, sp["image"][:1].to(self.device))
+    with FlopCounterMode(display=False) as fc: self.raw_model(img, torch.zeros(1, self.cfg.context_length, dtype=torch.long, device=self.device))
+    return fc.get_total_flops() / 1e9
 
-    def compute_losses(self) -> dict:
-        img = self.images
-        if not self.cached:
-            img = encoder_tokens(self.encoder, img)                         # (B, T, D), no grad: frozen
-            self.step_gflops["encoder"] = self.flops["encoder_gflops"] * len(img)
-        return decoder_loss(self.model, img.float(), self.texts, self.batch["labels"].to(self.device), self.batch["task"])
+@patch
+def _encoder_gflops(self: LitTrainer) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc: encoder_tokens(self.encoder, self.train_split["image"][:1].to(self.device))
+    return fc.get_total_flops() / 1e9
 
-    def after_optimizer_step(self): pass
+@patch
+def run_info(self: LitTrainer) -> dict:
+    n = sum(p.numel() for p in self.raw_model.parameters())
+    return {"data": self.data_info, "params": {"decoder": n, "encoder": sum(p.numel() for p in self.encoder.visual.parameters())},
+            "gflops": self.flops, "encoder": {"name": self.encoder.name, "weights": self.encoder.weights,
+            "fingerprint": self.encoder.fingerprint}, "token_cache": {"train": self.train_split["key"], "eval": self.eval_split["key"]},
+            "vocab": len(self.codec), "majority_answers": self.majority}
 
-    def step_stats(self) -> dict:
-        return {"caption_frac": sum(t == "caption" for t in self.batch["task"]) / len(self.batch["task"])}
+# %% ../nbs/09_lit_decoder.ipynb #e6a59e82
+@patch
+def batch_to_device(self: LitTrainer):
+    self.images = self.batch["x"].to(self.device, non_blocking=True)   # (B, T, D) tokens or (B, 3, H, W) images
+    self.texts = self.batch["text"].to(self.device, non_blocking=True)  # (B, L)
 
-    @torch.no_grad()
-    def predict(self, examples: list[dict], split: dict | None = None) -> list[str]:
-        "Generated text for eval examples (`eval_examples` rows)."
-        split = split or self.eval_split
-        self.raw_model.eval()
-        x = split["tokens"] if "tokens" in split else split["image"]
-        ii = torch.tensor([e["i"] for e in examples], dtype=torch.long)
-        out = []
-        for s in range(0, len(examples), 512):
-            img = x[ii[s:s + 512]].to(self.device)
-            img = encoder_tokens(self.encoder, img) if "tokens" not in split else img.float()
-            prompts = [self.codec.example(e["prompt"], "")[0][:-1] for e in examples[s:s + 512]]  # sot + prompt
-            with autocast(self.device, self.cfg.precision):
-                gen = generate(self.raw_model, img, prompts, self.cfg.max_len, self.cfg.beam_size)
-            out += [self.codec.decode(g) for g in gen]
-        self.raw_model.train()
-        return out
+@patch
+def compute_losses(self: LitTrainer) -> dict:
+    img = self.images
+    if not self.cached:
+        img = encoder_tokens(self.encoder, img)                         # (B, T, D), no grad: frozen
+        self.step_gflops["encoder"] = self.flops["encoder_gflops"] * len(img)
+    return decoder_loss(self.model, img.float(), self.texts, self.batch["labels"].to(self.device), self.batch["task"])
 
-    def evaluate(self, final: bool = False):
-        "Caption and answer the eval set (rank 0); BLEU-4, CIDEr, VQA accuracy (per type) and the majority baseline."
-        if self.rank == 0: self._evaluate(final)
-        if self.world > 1: torch.distributed.barrier()
-        return self.eval_table
+@patch
+def after_optimizer_step(self: LitTrainer): pass
 
-    def _evaluate(self, final: bool):
-        ex = self.eval_set
-        preds = self.predict(ex)
-        rows = []
-        cap = [(e, p) for e, p in zip(ex, preds) if e["task"] == "caption"]
-        if cap:
-            m = caption_metrics({e["id"]: p for e, p in cap}, {e["id"]: e["refs"] for e, _ in cap})
-            rows += [{"task": "caption", "metric": k, "value": v} for k, v in m.items()]
-        vqa = [(e, p) for e, p in zip(ex, preds) if e["task"] == "vqa"]
-        if vqa:
-            qts, ans = [e["qtype"] for e, _ in vqa], [e["answer"] for e, _ in vqa]
-            m = vqa_metrics([p for _, p in vqa], ans, qts)
-            base = vqa_metrics([self.majority[q] for q in qts], ans, qts)
-            rows += [{"task": "vqa" + k[len("accuracy"):], "metric": "accuracy", "value": v} for k, v in m.items()]
-            rows += [{"task": "vqa" + k[len("accuracy"):], "metric": "majority_baseline", "value": v} for k, v in base.items()]
-        self.eval_table = pd.DataFrame(rows, columns=["task", "metric", "value"])
-        self.predictions = [{**{k: e[k] for k in ("id", "task", "qtype", "prompt")}, "prediction": p,
-                             "target": e.get("answer", (e.get("refs") or [""])[0])} for e, p in zip(ex, preds)]
-        self.event("after_eval")
-        if final:
-            atomic_write_json(self.run_dir / "eval.json", {"step": self.step, "suite": "lit_decoder",
-                              "results": self.eval_table.to_dict(orient="records")})
-            atomic_write(self.run_dir / "predictions.jsonl",
-                         lambda f: f.write("".join(json.dumps(p) + "\n" for p in self.predictions).encode()))
-        return self.eval_table
+@patch
+def step_stats(self: LitTrainer) -> dict:
+    return {"caption_frac": sum(t == "caption" for t in self.batch["task"]) / len(self.batch["task"])}
 
+# %% ../nbs/09_lit_decoder.ipynb #f196b3fb
+@patch
+@torch.no_grad()
+def predict(self: LitTrainer, examples: list[dict], split: dict | None = None) -> list[str]:
+    "Generated text for eval examples (`eval_examples` rows)."
+    split = split or self.eval_split
+    self.raw_model.eval()
+    x = split["tokens"] if "tokens" in split else split["image"]
+    ii = torch.tensor([e["i"] for e in examples], dtype=torch.long)
+    out = []
+    for s in range(0, len(examples), 512):
+        img = x[ii[s:s + 512]].to(self.device)
+        img = encoder_tokens(self.encoder, img) if "tokens" not in split else img.float()
+        prompts = [self.codec.example(e["prompt"], "")[0][:-1] for e in examples[s:s + 512]]  # sot + prompt
+        with autocast(self.device, self.cfg.precision):
+            gen = generate(self.raw_model, img, prompts, self.cfg.max_len, self.cfg.beam_size)
+        out += [self.codec.decode(g) for g in gen]
+    self.raw_model.train()
+    return out
+
+@patch
+def evaluate(self: LitTrainer, final: bool = False):
+    "Caption and answer the eval set (rank 0); BLEU-4, CIDEr, VQA accuracy (per type) and the majority baseline."
+    if self.rank == 0: self._evaluate(final)
+    if self.world > 1: torch.distributed.barrier()
+    return self.eval_table
+
+@patch
+def _evaluate(self: LitTrainer, final: bool):
+    ex = self.eval_set
+    preds = self.predict(ex)
+    rows = []
+    cap = [(e, p) for e, p in zip(ex, preds) if e["task"] == "caption"]
+    if cap:
+        m = caption_metrics({e["id"]: p for e, p in cap}, {e["id"]: e["refs"] for e, _ in cap})
+        rows += [{"task": "caption", "metric": k, "value": v} for k, v in m.items()]
+    vqa = [(e, p) for e, p in zip(ex, preds) if e["task"] == "vqa"]
+    if vqa:
+        qts, ans = [e["qtype"] for e, _ in vqa], [e["answer"] for e, _ in vqa]
+        m = vqa_metrics([p for _, p in vqa], ans, qts)
+        base = vqa_metrics([self.majority[q] for q in qts], ans, qts)
+        rows += [{"task": "vqa" + k[len("accuracy"):], "metric": "accuracy", "value": v} for k, v in m.items()]
+        rows += [{"task": "vqa" + k[len("accuracy"):], "metric": "majority_baseline", "value": v} for k, v in base.items()]
+    self.eval_table = pd.DataFrame(rows, columns=["task", "metric", "value"])
+    self.predictions = [{**{k: e[k] for k in ("id", "task", "qtype", "prompt")}, "prediction": p,
+                         "target": e.get("answer", (e.get("refs") or [""])[0])} for e, p in zip(ex, preds)]
+    self.event("after_eval")
+    if final:
+        atomic_write_json(self.run_dir / "eval.json", {"step": self.step, "suite": "lit_decoder",
+                          "results": self.eval_table.to_dict(orient="records")})
+        atomic_write(self.run_dir / "predictions.jsonl",
+                     lambda f: f.write("".join(json.dumps(p) + "\n" for p in self.predictions).encode()))
+    return self.eval_table
+
+# %% ../nbs/09_lit_decoder.ipynb #2a75939a
 def lit_decoder(cfg: LitConfig | dict, # a config or a dict of its fields
                 callbacks=(), # extra trainer callbacks
                ) -> LitTrainer:
