@@ -211,6 +211,7 @@ class _SampleShuffle:
         rng = random.Random(_mix("samples", self.seed, self.epoch, rank, worker))
         return wds.shuffle(self.bufsize, self.bufsize, rng=rng)(src)
 
+# %% ../nbs/01_data.ipynb #798c10a6
 class _RowSource(IterableDataset):
     "CSV rows in a (seed, epoch)-permuted order, identical on every rank (split downstream)."
     def __init__(self, n: int, seed: int | None): self.n, self.seed = n, seed
@@ -442,6 +443,7 @@ def _run_epoch(self: ImageTextLoader, e: int) -> Iterator[dict]:
         ex = ", ".join(f"{k}={v} (e.g. {live['examples'].get(k, '?')!r})" for k, v in sorted(skipped.items()))
         warnings.warn(f"epoch {e}: skipped {sum(skipped.values())} unusable sample(s): {ex}", SkippedSamplesWarning, stacklevel=2)
 
+# %% ../nbs/01_data.ipynb #2081dc11
 @patch
 def epoch(self: ImageTextLoader, e: int, # epoch number (seeds the shuffle)
          ) -> Iterator[dict]:

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.distributed as dist
 from torch.utils.flop_counter import FlopCounterMode
+from fastcore.basics import patch
 from .core import ConfigError, check_choice, check_int, autocast
 from .callbacks import Callback
 from .bandits import ALL, NONE, POLICIES, Policy, make_policy
@@ -196,7 +197,7 @@ class RewardScaler:
     def state_dict(self): return {"n": self.n, "m": self.m, "v": self.v}
     def load_state_dict(self, d): self.n, self.m, self.v = d["n"], d["m"], d["v"]
 
-# %% ../nbs/07_optima.ipynb #433ed6e2
+# %% ../nbs/07_optima.ipynb #c6dc6921
 class ModuleDistill(Callback):
     "Trainer callback: OPTIMA module-wise distillation, one bandit-chosen module per episode of K steps."
     order = 30 # after ACID selection (10) and KD (20)
@@ -220,135 +221,150 @@ class ModuleDistill(Callback):
         self.arm, self.ep_step, self.n_episode, self.probe_before, self.log = None, 0, 0, None, None
         self.scaler, self._tflops = RewardScaler(), {}
 
-    # --- set-up ------------------------------------------------------------------------------------------
-    def after_setup(self, t):
-        self.modules = partition(t.raw_model, self.teacher, *self.groups)
-        self.proj = make_projections(self.modules, t.raw_model, self.teacher).to(t.device)
-        decay = [p for p in self.proj.parameters() if p.ndim >= 2]; rest = [p for p in self.proj.parameters() if p.ndim < 2]
-        for ps, wd in ((decay, t.cfg.weight_decay), (rest, 0.0)):
-            if ps: t.opt.add_param_group({"params": ps, "weight_decay": wd})
-        t.extra_params = [*getattr(t, "extra_params", []), *self.proj.parameters()]
-        self.hidden = HiddenStates(t.raw_model)
-        if isinstance(self.policy, str): self.policy = make_policy(self.policy, len(self.modules), **self.policy_kw)
-        if self.policy.n_arms != len(self.modules):
-            raise ConfigError(f"the policy has {self.policy.n_arms} arms but the partition has {len(self.modules)} modules")
-        t.bandit_record = None
-        if t.rank == 0: self._setup_probe(t)
+@patch
+def after_setup(self: ModuleDistill, t):
+    self.modules = partition(t.raw_model, self.teacher, *self.groups)
+    self.proj = make_projections(self.modules, t.raw_model, self.teacher).to(t.device)
+    decay = [p for p in self.proj.parameters() if p.ndim >= 2]; rest = [p for p in self.proj.parameters() if p.ndim < 2]
+    for ps, wd in ((decay, t.cfg.weight_decay), (rest, 0.0)):
+        if ps: t.opt.add_param_group({"params": ps, "weight_decay": wd})
+    t.extra_params = [*getattr(t, "extra_params", []), *self.proj.parameters()]
+    self.hidden = HiddenStates(t.raw_model)
+    if isinstance(self.policy, str): self.policy = make_policy(self.policy, len(self.modules), **self.policy_kw)
+    if self.policy.n_arms != len(self.modules):
+        raise ConfigError(f"the policy has {self.policy.n_arms} arms but the partition has {len(self.modules)} modules")
+    t.bandit_record = None
+    if t.rank == 0: self._setup_probe(t)
 
-    def _setup_probe(self, t):
-        "The fixed probe batch (the first training examples, on every rank alike) and its cached teacher states."
-        if self.probe is None:
-            from aced_lab.data import ImageTextLoader
-            loader = ImageTextLoader(t.data_info["train"], t.bundle.preprocess, t.bundle.tokenizer, batch_size=self.probe_size,
-                                     num_workers=0, shuffle=False, drop_last=False, nodesplitter=None)
-            self.probe = next(iter(loader.epoch(0)))
-        self.probe_x, self.probe_t = self.probe["image"].to(t.device), self.probe["text"].to(t.device)  # (P, 3, H, W), (P, L)
-        with autocast(t.device, t.cfg.precision):
-            self.probe_teacher = teacher_states(self.teacher, self.probe_x, self.probe_t, self.modules)
+@patch
+def _setup_probe(self: ModuleDistill, t):
+    "The fixed probe batch (the first training examples, on every rank alike) and its cached teacher states."
+    if self.probe is None:
+        from aced_lab.data import ImageTextLoader
+        loader = ImageTextLoader(t.data_info["train"], t.bundle.preprocess, t.bundle.tokenizer, batch_size=self.probe_size,
+                                 num_workers=0, shuffle=False, drop_last=False, nodesplitter=None)
+        self.probe = next(iter(loader.epoch(0)))
+    self.probe_x, self.probe_t = self.probe["image"].to(t.device), self.probe["text"].to(t.device)  # (P, 3, H, W), (P, L)
+    with autocast(t.device, t.cfg.precision):
+        self.probe_teacher = teacher_states(self.teacher, self.probe_x, self.probe_t, self.modules)
 
-    @property
-    def active(self) -> list[Module]:
-        "The modules distilled in this episode."
-        return self.modules if self.arm == ALL else [] if self.arm in (NONE, None) else [self.modules[self.arm]]
+# %% ../nbs/07_optima.ipynb #fe58ab7e
+@patch(as_prop=True)
+def active(self: ModuleDistill) -> list[Module]:
+    "The modules distilled in this episode."
+    return self.modules if self.arm == ALL else [] if self.arm in (NONE, None) else [self.modules[self.arm]]
 
-    def arm_name(self, arm) -> str: return "all" if arm == ALL else "none" if arm == NONE else self.modules[arm].name
+@patch
+def arm_name(self: ModuleDistill, arm) -> str: return "all" if arm == ALL else "none" if arm == NONE else self.modules[arm].name
 
-    def teacher_gflops(self, mods: list[Module], t) -> float:
-        "Teacher GFLOPs per example to get `mods`' states (measured once per set with `FlopCounterMode`)."
-        key = tuple(m.name for m in mods)
-        if key not in self._tflops:
-            x = torch.zeros(1, 3, *t.raw_model.visual.image_size, device=t.device)
-            tx = torch.zeros(1, t.raw_model.context_length, dtype=torch.long, device=t.device)
-            with FlopCounterMode(display=False) as fc: teacher_states(self.teacher, x, tx, mods)
-            self._tflops[key] = fc.get_total_flops() / 1e9
-        return self._tflops[key]
+@patch
+def teacher_gflops(self: ModuleDistill, mods: list[Module], t) -> float:
+    "Teacher GFLOPs per example to get `mods`' states (measured once per set with `FlopCounterMode`)."
+    key = tuple(m.name for m in mods)
+    if key not in self._tflops:
+        x = torch.zeros(1, 3, *t.raw_model.visual.image_size, device=t.device)
+        tx = torch.zeros(1, t.raw_model.context_length, dtype=torch.long, device=t.device)
+        with FlopCounterMode(display=False) as fc: teacher_states(self.teacher, x, tx, mods)
+        self._tflops[key] = fc.get_total_flops() / 1e9
+    return self._tflops[key]
 
-    def before_fit(self, t):
-        self.log = JsonlLog(t.run_dir / "bandit.jsonl", t.step, write=t.rank == 0)  # a resume drops updates past its step
-        if self.arm is None:  # a fresh start (a resume restored the arm)
-            arm = None
-            if t.rank == 0: self.probe_before, _ = self.probe_objective(t); arm = self.policy.select()
-            self.arm = _broadcast(arm, t.world)
-            t.gflops_total += (self.teacher_gflops(self.modules, t) + t.student_gflops) * self.probe_size
+@patch
+def before_fit(self: ModuleDistill, t):
+    self.log = JsonlLog(t.run_dir / "bandit.jsonl", t.step, write=t.rank == 0)  # a resume drops updates past its step
+    if self.arm is None:  # a fresh start (a resume restored the arm)
+        arm = None
+        if t.rank == 0: self.probe_before, _ = self.probe_objective(t); arm = self.policy.select()
+        self.arm = _broadcast(arm, t.world)
+        t.gflops_total += (self.teacher_gflops(self.modules, t) + t.student_gflops) * self.probe_size
 
-    # --- a step ------------------------------------------------------------------------------------------
-    def _student_keys(self, mods) -> set:
-        return {(m.tower, j) for m in mods if m.tower != "heads" for j in m.blocks}
+# %% ../nbs/07_optima.ipynb #56c0f320
+@patch
+def _student_keys(self: ModuleDistill, mods) -> set:
+    return {(m.tower, j) for m in mods if m.tower != "heads" for j in m.blocks}
 
-    def after_select(self, t): self.hidden.want = self._student_keys(self.active)
+@patch
+def after_select(self: ModuleDistill, t): self.hidden.want = self._student_keys(self.active)
 
-    def after_loss(self, t):
-        mods = self.active
-        if not mods: t.losses["module_loss"] = torch.zeros((), device=t.device); return
-        tstates = teacher_states(self.teacher, t.images, t.texts, mods)  # no grad
-        loss = sum(module_loss(m, self.proj, self.hidden.out, t.out, tstates, text_mask(t.texts)) for m in mods)
-        self.hidden.want = set(); self.hidden.clear()
-        t.losses["module_loss"] = self.weight * loss
-        t.step_gflops["module_teacher"] = self.teacher_gflops(mods, t) * len(t.images)
+@patch
+def after_loss(self: ModuleDistill, t):
+    mods = self.active
+    if not mods: t.losses["module_loss"] = torch.zeros((), device=t.device); return
+    tstates = teacher_states(self.teacher, t.images, t.texts, mods)  # no grad
+    loss = sum(module_loss(m, self.proj, self.hidden.out, t.out, tstates, text_mask(t.texts)) for m in mods)
+    self.hidden.want = set(); self.hidden.clear()
+    t.losses["module_loss"] = self.weight * loss
+    t.step_gflops["module_teacher"] = self.teacher_gflops(mods, t) * len(t.images)
 
-    def after_backward(self, t):
-        if t.world == 1: return
-        grads = [p.grad for p in self.proj.parameters() if p.grad is not None]  # the same set on every rank (same arm)
-        if not grads: return
-        flat = torch.cat([g.flatten() for g in grads]); dist.all_reduce(flat); flat /= t.world
-        for g, v in zip(grads, flat.split([g.numel() for g in grads])): g.copy_(v.view_as(g))
+@patch
+def after_backward(self: ModuleDistill, t):
+    if t.world == 1: return
+    grads = [p.grad for p in self.proj.parameters() if p.grad is not None]  # the same set on every rank (same arm)
+    if not grads: return
+    flat = torch.cat([g.flatten() for g in grads]); dist.all_reduce(flat); flat /= t.world
+    for g, v in zip(grads, flat.split([g.numel() for g in grads])): g.copy_(v.view_as(g))
 
-    def after_step(self, t):
-        t.record["module_arm"] = self.arm
-        self.ep_step += 1
-        if self.ep_step >= self.episode: self._end_episode(t)
+@patch
+def after_step(self: ModuleDistill, t):
+    t.record["module_arm"] = self.arm
+    self.ep_step += 1
+    if self.ep_step >= self.episode: self._end_episode(t)
 
-    # --- the bandit --------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def probe_objective(self, t) -> tuple[float, list[float]]:
-        "The distillation objective on the probe batch: the sum over all modules, and each module's loss."
-        m = t.raw_model; was = m.training; m.eval()
-        self.hidden.want = self._student_keys(self.modules)
-        with autocast(t.device, t.cfg.precision):
-            out = m(self.probe_x, self.probe_t)
-            per = [module_loss(mm, self.proj, self.hidden.out, out, self.probe_teacher, text_mask(self.probe_t)).item()
-                   for mm in self.modules]
-        self.hidden.want = set(); self.hidden.clear(); m.train(was)
-        return float(sum(per)), per
+# %% ../nbs/07_optima.ipynb #9bc110e8
+@patch
+@torch.no_grad()
+def probe_objective(self: ModuleDistill, t) -> tuple[float, list[float]]:
+    "The distillation objective on the probe batch: the sum over all modules, and each module's loss."
+    m = t.raw_model; was = m.training; m.eval()
+    self.hidden.want = self._student_keys(self.modules)
+    with autocast(t.device, t.cfg.precision):
+        out = m(self.probe_x, self.probe_t)
+        per = [module_loss(mm, self.proj, self.hidden.out, out, self.probe_teacher, text_mask(self.probe_t)).item()
+               for mm in self.modules]
+    self.hidden.want = set(); self.hidden.clear(); m.train(was)
+    return float(sum(per)), per
 
-    def _end_episode(self, t):
-        used = _gather(self.arm, t.world)  # the arm each rank distilled in this episode
-        rec = None
-        if t.rank == 0:
-            if len(set(used)) > 1: raise RuntimeError(f"ranks distilled different modules in one episode: {used}")
-            after, per = self.probe_objective(t)
-            raw = (self.probe_before - after) / max(abs(self.probe_before), 1e-12)  # relative decrement
-            reward = self.scaler(raw)
-            self.policy.update(self.arm, reward)
-            post, nxt = self.policy.posterior(), self.policy.select()
-            rec = {"step": t.step, "episode": self.n_episode, "policy": self.policy.name, "arm": self.arm,
-                   "arm_name": self.arm_name(self.arm), "module": _describe(self.active), "reward": reward, "reward_raw": raw,
-                   "probe_before": self.probe_before, "probe_after": after, "probe_per_module": per,
-                   "arms": [m.name for m in self.modules], "mean": post["mean"].tolist(), "std": post["std"].tolist(),
-                   "pulls": post["pulls"].tolist(), "p_best": self.policy.p_best().tolist(), "next_arm": nxt,
-                   "ranks_arm": used}
-            self.probe_before = after
-            self.log.write(rec)
-        rec = _broadcast(rec, t.world)
-        self.arm, self.ep_step, self.n_episode = rec["next_arm"], 0, self.n_episode + 1
-        t.bandit_record = rec
-        g = t.student_gflops * self.probe_size  # the probe forward (rank 0 alone)
-        t.gflops_total += g
-        t.record.update(module_probe_loss=rec["probe_after"], module_reward=rec["reward"], gflops_module_probe=g,
-                        gflops_total=t.gflops_total)
-        t.event("after_bandit")
+@patch
+def _end_episode(self: ModuleDistill, t):
+    used = _gather(self.arm, t.world)  # the arm each rank distilled in this episode
+    rec = None
+    if t.rank == 0:
+        if len(set(used)) > 1: raise RuntimeError(f"ranks distilled different modules in one episode: {used}")
+        after, per = self.probe_objective(t)
+        raw = (self.probe_before - after) / max(abs(self.probe_before), 1e-12)  # relative decrement
+        reward = self.scaler(raw)
+        self.policy.update(self.arm, reward)
+        post, nxt = self.policy.posterior(), self.policy.select()
+        rec = {"step": t.step, "episode": self.n_episode, "policy": self.policy.name, "arm": self.arm,
+               "arm_name": self.arm_name(self.arm), "module": _describe(self.active), "reward": reward, "reward_raw": raw,
+               "probe_before": self.probe_before, "probe_after": after, "probe_per_module": per,
+               "arms": [m.name for m in self.modules], "mean": post["mean"].tolist(), "std": post["std"].tolist(),
+               "pulls": post["pulls"].tolist(), "p_best": self.policy.p_best().tolist(), "next_arm": nxt,
+               "ranks_arm": used}
+        self.probe_before = after
+        self.log.write(rec)
+    rec = _broadcast(rec, t.world)
+    self.arm, self.ep_step, self.n_episode = rec["next_arm"], 0, self.n_episode + 1
+    t.bandit_record = rec
+    g = t.student_gflops * self.probe_size  # the probe forward (rank 0 alone)
+    t.gflops_total += g
+    t.record.update(module_probe_loss=rec["probe_after"], module_reward=rec["reward"], gflops_module_probe=g,
+                    gflops_total=t.gflops_total)
+    t.event("after_bandit")
 
-    def after_fit(self, t):
-        if self.log: self.log.close()
-        self.hidden.remove()
+@patch
+def after_fit(self: ModuleDistill, t):
+    if self.log: self.log.close()
+    self.hidden.remove()
 
-    def state_dict(self) -> dict:
-        return {"proj": self.proj.state_dict(), "policy": self.policy.state_dict(), "scaler": self.scaler.state_dict(),
-                "arm": self.arm, "ep_step": self.ep_step, "episode": self.n_episode, "probe_before": self.probe_before}
+@patch
+def state_dict(self: ModuleDistill) -> dict:
+    return {"proj": self.proj.state_dict(), "policy": self.policy.state_dict(), "scaler": self.scaler.state_dict(),
+            "arm": self.arm, "ep_step": self.ep_step, "episode": self.n_episode, "probe_before": self.probe_before}
 
-    def load_state_dict(self, d: dict):
-        self.proj.load_state_dict(d["proj"]); self.policy.load_state_dict(d["policy"]); self.scaler.load_state_dict(d["scaler"])
-        self.arm, self.ep_step, self.n_episode, self.probe_before = d["arm"], d["ep_step"], d["episode"], d["probe_before"]
+@patch
+def load_state_dict(self: ModuleDistill, d: dict):
+    self.proj.load_state_dict(d["proj"]); self.policy.load_state_dict(d["policy"]); self.scaler.load_state_dict(d["scaler"])
+    self.arm, self.ep_step, self.n_episode, self.probe_before = d["arm"], d["ep_step"], d["episode"], d["probe_before"]
 
 def _describe(mods: list[Module]) -> list[dict]:
     return [{"name": m.name, "tower": m.tower, "blocks": list(m.blocks), "teacher_blocks": list(m.teacher_blocks)} for m in mods]
