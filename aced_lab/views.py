@@ -8,7 +8,7 @@ import io, re, json, base64, tarfile, html as _html
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from .data import expand_urls, shard_stem, is_remote, IMAGE_EXTS
+from .samples import expand_urls, shard_stem, is_remote, IMAGE_EXTS
 from .synthetic import CORRUPTIONS
 from .records import load_bandit_records, selection_files, REPLAY_FIELDS
 
