@@ -4,22 +4,21 @@
 
 # %% ../nbs/02_synthetic.ipynb #f649ecfe
 from __future__ import annotations
-import io, os, json, zlib, struct, hashlib, tarfile, tempfile, itertools, contextlib
-import multiprocessing as mp
+import json, hashlib, itertools
 from dataclasses import dataclass, asdict
 from statistics import NormalDist
 from pathlib import Path
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-import webdataset as wds
-from tqdm.auto import tqdm
 from .core import ConfigError, from_dict, check_choice, to_dict, atomic_write_json, cache_dir, dir_lock
+from .shards import (
+    encode_png, encode_image, write_shard, read_samples, image_grid, preview, shard_spec, run_tasks, clear_shards, reuse_manifest)
+_all_ = ["encode_png", "encode_image", "write_shard", "read_samples", "image_grid", "preview"]  # re-exported from shards
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'COLOURS', 'POSITIONS', 'SIZES', 'CORRUPTIONS', 'CAPTION_TEMPLATES', 'DIGITS', 'DIGIT_TEMPLATES',
-           'ShapesConfig', 'shape_masks', 'render_shapes', 'image_grid', 'shapes_shard', 'encode_png', 'encode_image',
-           'write_shard', 'read_samples', 'make_shapes', 'preview', 'DigitsConfig', 'digit_images', 'make_digits',
-           'zero_shot_prompts', 'default_data']
+           'ShapesConfig', 'shape_masks', 'render_shapes', 'shapes_shard', 'make_shapes', 'DigitsConfig',
+           'digit_images', 'make_digits', 'zero_shot_prompts', 'default_data', 'encode_png', 'encode_image',
+           'write_shard', 'read_samples', 'image_grid', 'preview']
 
 # %% ../nbs/02_synthetic.ipynb #a71465d4
 ATTRIBUTES = {
@@ -142,28 +141,6 @@ def _nearest_colour(rgb) -> str:
     names = list(COLOURS); table = np.array(list(COLOURS.values()), np.float32)
     return names[int(np.argmin(((table - np.asarray(rgb)) ** 2).sum(-1)))]
 
-# %% ../nbs/02_synthetic.ipynb #4d289a0a
-def image_grid(images, # sequence of (H, W, 3) uint8 arrays
-               captions=None, # optional text under each image
-               ncols: int = 6, # images per row
-               scale: int = 4, # nearest-neighbour upscaling of each image
-               width: int = 190, # cell width in pixels (captions wrap to it)
-              ) -> Image.Image:
-    "A grid of images with wrapped captions, as one PIL image (plotly-free, matplotlib-free)."
-    import textwrap
-    font = ImageFont.load_default()
-    ims = [Image.fromarray(np.asarray(im)).resize((im.shape[1] * scale, im.shape[0] * scale), Image.NEAREST) for im in images]
-    caps = [textwrap.wrap(str(c), width // 6) for c in (captions or [""] * len(ims))]
-    h = max(im.height for im in ims) + 6 + 12 * max(len(c) for c in caps) + 6
-    w = max(width, max(im.width for im in ims)) + 8
-    nrows = -(-len(ims) // ncols)
-    grid = Image.new("RGB", (w * min(ncols, len(ims)), h * nrows), "white"); draw = ImageDraw.Draw(grid)
-    for k, (im, cap) in enumerate(zip(ims, caps)):
-        x0, y0 = (k % ncols) * w, (k // ncols) * h
-        grid.paste(im, (x0 + (w - im.width) // 2, y0 + 4))
-        for l, line in enumerate(cap): draw.text((x0 + 4, y0 + im.height + 8 + 12 * l), line, fill="black", font=font)
-    return grid
-
 # %% ../nbs/02_synthetic.ipynb #6576ec46
 _SPLITS = {"train": 0, "eval": 1}
 _VERSION = 1  # bump when the generator's output changes, to invalidate cached data
@@ -230,109 +207,12 @@ def shapes_shard(cfg: ShapesConfig, # what to generate
                     "caption": CAPTION_TEMPLATES[cap_tmpl[i]].format(**ca), "meta": meta})
     return out
 
-# %% ../nbs/02_synthetic.ipynb #0358a6a4
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-def encode_png(img: np.ndarray, # (H, W, 3) uint8
-              ) -> bytes:
-    "Encode an RGB uint8 image as PNG (8-bit truecolour, no filtering) — fast for small images."
-    h, w, _ = img.shape
-    raw = np.zeros((h, w * 3 + 1), np.uint8); raw[:, 1:] = img.reshape(h, w * 3)  # filter byte 0 per row
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + _png_chunk(b"IEND", b""))
-
-def encode_image(img: np.ndarray, # (H, W, 3) uint8
-                 fmt: str = "png", # "png" or "jpg"
-                ) -> bytes:
-    "Encode an image for a shard."
-    if fmt == "png": return encode_png(img)
-    b = io.BytesIO(); Image.fromarray(img).save(b, format="JPEG", quality=95); return b.getvalue()
-
-# %% ../nbs/02_synthetic.ipynb #4e76bfbb
-def write_shard(path, # the .tar to (re)write
-                samples, # iterable of {"key", "image" uint8 (H, W, 3), "caption", "meta"}
-                image_format: str = "png", # "png" or "jpg"
-               ) -> int: # samples written
-    "Write samples as a webdataset tar, atomically and reproducibly (fixed mtime)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    n = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with wds.TarWriter(f, encoder=False, mtime=0) as w:
-                for s in samples:
-                    w.write({"__key__": s["key"], image_format: encode_image(s["image"], image_format),
-                             "txt": s["caption"].encode("utf-8"), "json": json.dumps(s["meta"]).encode("utf-8")})
-                    n += 1
-            f.flush(); os.fsync(f.fileno())
-        os.chmod(tmp, 0o644); os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
-    return n
-
-def read_samples(path, # a .tar shard
-                 limit: int | None = None, # stop after this many samples
-                ) -> list[dict]: # {"key", "image" (H, W, 3) uint8, "caption", "meta"}
-    "Read a shard back with plain `tarfile` (for tests and previews; training uses aced_lab.data)."
-    groups = {}
-    with tarfile.open(path) as tf:
-        for m in tf:
-            key, ext = m.name.split(".", 1)
-            if key not in groups:
-                if limit is not None and len(groups) == limit: break
-                groups[key] = {"key": key}
-            groups[key][ext] = tf.extractfile(m).read()
-    out = []
-    for key, g in groups.items():
-        img = next(v for k, v in g.items() if k in ("png", "jpg"))
-        out.append({"key": key, "image": np.asarray(Image.open(io.BytesIO(img)).convert("RGB")),
-                    "caption": g["txt"].decode("utf-8"), "meta": json.loads(g["json"])})
-    return out
-
 # %% ../nbs/02_synthetic.ipynb #c621deb8
-def _spec(root, split: str, n_shards: int) -> str:
-    "Brace spec of a split's shards, e.g. '<root>/train-{000000..000009}.tar'."
-    return f"{root}/{split}-{{000000..{n_shards - 1:06d}}}.tar"
-
 def _shapes_task(args) -> tuple:
     cfg, split, shard, path = args
     samples = shapes_shard(cfg, split, shard)
     write_shard(path, samples, cfg.image_format)
     return split, [s["meta"]["corruption"] for s in samples]
-
-def _run_tasks(fn, tasks: list, num_workers: int | None, progress: bool, desc: str) -> list:
-    "Run `fn` over `tasks` in a process pool (or in-process for one worker), with a progress bar."
-    nw = min(num_workers or len(os.sched_getaffinity(0)), len(tasks))
-    bar = tqdm(total=len(tasks), desc=desc, unit="shard", disable=not progress)
-    out = []
-    try:
-        if nw <= 1:
-            for t in tasks: out.append(fn(t)); bar.update()
-        else:
-            with mp.get_context().Pool(nw) as pool:
-                for r in pool.imap(fn, tasks): out.append(r); bar.update()
-    finally: bar.close()
-    return out
-
-def _clear(root: Path, prefixes=("train-", "eval-")):
-    (root / "manifest.json").unlink(missing_ok=True)  # first: from now on the folder is incomplete
-    for p in prefixes:
-        for f in root.glob(f"{p}*.tar"): f.unlink()
-
-def _reuse(root: Path, name: str, config: dict) -> dict | None:
-    "The manifest in `root` if it is complete and was made from `config`, else None."
-    p = root / "manifest.json"
-    if not p.exists(): return None
-    try: man = json.loads(p.read_text())
-    except json.JSONDecodeError: return None
-    if man.get("name") != name or man.get("config") != config or man.get("version") != _VERSION: return None
-    shards = {s: -(-man[f"n_{s}"] // config["shard_size"]) for s in ("train", "eval")}
-    if not all((root / f"{s}-{i:06d}.tar").exists() for s, k in shards.items() for i in range(k)): return None
-    if man.get("root") != str(root):  # the folder moved: point at where it is now
-        man.update(root=str(root), **{s: _spec(root, s, k) for s, k in shards.items()})
-    return man
 
 def make_shapes(root, # folder for the shards and manifest.json
                 cfg: ShapesConfig | None = None, # what to generate (default: ShapesConfig())
@@ -343,38 +223,25 @@ def make_shapes(root, # folder for the shards and manifest.json
     "Generate the shapes dataset as webdataset shards under `root` (or reuse it if already there)."
     cfg = from_dict(ShapesConfig, {**asdict(cfg or ShapesConfig()), **overrides})
     root = Path(root).absolute(); config = to_dict(cfg)
-    if (man := _reuse(root, "shapes", config)) is not None: return man
+    if (man := reuse_manifest(root, "shapes", config, _VERSION)) is not None: return man
     with dir_lock(root):
-        if (man := _reuse(root, "shapes", config)) is not None: return man  # another process just made it
+        if (man := reuse_manifest(root, "shapes", config, _VERSION)) is not None: return man  # another process just made it
         return _make_shapes(root, cfg, config, num_workers, progress)
 
 def _make_shapes(root: Path, cfg: ShapesConfig, config: dict, num_workers, progress) -> dict:
-    _clear(root)
+    clear_shards(root)
     shards = {s: -(-n // cfg.shard_size) for s, n in (("train", cfg.n_train), ("eval", cfg.n_eval))}
     tasks = [(cfg, s, i, root / f"{s}-{i:06d}.tar") for s, k in shards.items() for i in range(k)]
     counts = dict.fromkeys(CORRUPTIONS, 0)
-    for split, kinds in _run_tasks(_shapes_task, tasks, num_workers, progress, "shapes"):
+    for split, kinds in run_tasks(_shapes_task, tasks, num_workers, progress, "shapes"):
         if split == "train":
             for k in kinds: counts[k] += 1
     man = {"name": "shapes", "version": _VERSION, "root": str(root), "config": config,
-           "train": _spec(root, "train", shards["train"]), "eval": _spec(root, "eval", shards["eval"]),
+           "train": shard_spec(root, "train", shards["train"]), "eval": shard_spec(root, "eval", shards["eval"]),
            "n_train": cfg.n_train, "n_eval": cfg.n_eval, "attributes": {k: list(v) for k, v in ATTRIBUTES.items()},
            "templates": list(CAPTION_TEMPLATES), "corruption_counts": counts}
     atomic_write_json(root / "manifest.json", man)
     return man
-
-# %% ../nbs/02_synthetic.ipynb #added685
-def preview(manifest: dict, # from make_shapes / make_digits
-            split: str = "train", # "train" or "eval"
-            n: int = 12, # samples to show (from the first shard)
-            ncols: int = 6, # images per row
-           ) -> Image.Image:
-    "A grid of the first samples of a split with their captions (and corruption kind, if any)."
-    from braceexpand import braceexpand
-    samples = read_samples(next(iter(braceexpand(manifest[split]))), limit=n)
-    caps = [s["caption"] + ("" if s["meta"].get("corruption", "clean") == "clean" else f"  [{s['meta']['corruption']}]")
-            for s in samples]
-    return image_grid([s["image"] for s in samples], caps, ncols=ncols)
 
 # %% ../nbs/02_synthetic.ipynb #6e2e4e99
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -431,13 +298,13 @@ def make_digits(root, # folder for the shards and manifest.json
     "Write sklearn's digits as captioned webdataset shards under `root` (or reuse them if already there)."
     cfg = DigitsConfig(image_size, eval_frac, seed, shard_size, image_format)
     root = Path(root).absolute(); config = to_dict(cfg)
-    if (man := _reuse(root, "digits", config)) is not None: return man
+    if (man := reuse_manifest(root, "digits", config, _VERSION)) is not None: return man
     with dir_lock(root):
-        if (man := _reuse(root, "digits", config)) is not None: return man
+        if (man := reuse_manifest(root, "digits", config, _VERSION)) is not None: return man
         return _make_digits(root, cfg, config, progress)
 
 def _make_digits(root: Path, cfg: DigitsConfig, config: dict, progress) -> dict:
-    _clear(root)
+    clear_shards(root)
     ims, labels = digit_images(cfg.image_size)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2]))
     perm = rng.permutation(len(labels)); tmpl = rng.integers(len(DIGIT_TEMPLATES), size=len(labels))
@@ -450,10 +317,10 @@ def _make_digits(root: Path, cfg: DigitsConfig, config: dict, progress) -> dict:
                              "caption_attrs": {"digit": DIGITS[labels[i]]}, "source": None, "template": int(tmpl[i]),
                              "sklearn_index": int(i)}} for j, i in enumerate(idx)]
         tasks += [(root / f"{split}-{j:06d}.tar", samples[o:o + k], cfg.image_format) for j, o in enumerate(range(0, len(samples), k))]
-    _run_tasks(_digits_task, tasks, 1, progress, "digits")  # in-process: the samples are already in memory
+    run_tasks(_digits_task, tasks, 1, progress, "digits")  # in-process: the samples are already in memory
     n = {s: len(idx) for s, idx in splits.items()}
     man = {"name": "digits", "version": _VERSION, "root": str(root), "config": config,
-           "train": _spec(root, "train", -(-n["train"] // k)), "eval": _spec(root, "eval", -(-n["eval"] // k)),
+           "train": shard_spec(root, "train", -(-n["train"] // k)), "eval": shard_spec(root, "eval", -(-n["eval"] // k)),
            "n_train": n["train"], "n_eval": n["eval"], "attributes": {"digit": list(DIGITS)},
            "templates": list(DIGIT_TEMPLATES), "corruption_counts": {**dict.fromkeys(CORRUPTIONS, 0), "clean": n["train"]}}
     atomic_write_json(root / "manifest.json", man)
