@@ -43,7 +43,7 @@ def test_only_entry_points_import_the_trainer():
     assert importers - ENTRY_POINTS <= {"live"}, importers  # live: only inside train_in_background
     top = {m for m, deps in graph().items() if "trainer" in deps}
     assert top <= ENTRY_POINTS, f"{top - ENTRY_POINTS} import the trainer at module level"
-    for ground in ("callbacks", "records", "acid", "bandits", "optima", "rules", "views", "lit_model"):
+    for ground in ("callbacks", "records", "shards", "acid", "bandits", "optima", "rules", "views", "lit_model", "samples"):
         assert "trainer" not in graph(top_level_only=False)[ground]
 
 
