@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+from fastcore.basics import patch
 import open_clip
 from .core import ConfigError, RunConfig, check_choice, check_int, check_ints, import_plugins
 from .eval import SUITES
@@ -98,28 +99,31 @@ class TrainConfig(RunConfig):
         "The module-distillation policy this run uses (None: no module distillation)."
         return self.module_policy or ("optima" if self.method == "optima" else None)
 
-    def _validate_modules(self):
-        if self.module_policy is not None: check_choice("module_policy", self.module_policy, MODULE_POLICIES)
-        check_ints(self, ("module_image_groups", "module_text_groups"), 0)
-        check_ints(self, ("module_episode", "module_probe_size"), 1)
-        check_int("module_window", self.module_window, 1, optional=True)
-        if self.module_discount is not None and not 0 < self.module_discount <= 1:
-            raise ConfigError(f"module_discount must be in (0, 1] or None, got {self.module_discount!r}")
-        if not (self.module_weight >= 0 and math.isfinite(self.module_weight)): raise ConfigError(f"module_weight must be >= 0, got {self.module_weight!r}")
-        if self.module_distill is None: return
-        if self.teacher is None and self.reference is None:
-            raise ConfigError(f"module distillation (module_policy={self.module_distill!r}) needs a teacher: pass teacher=<weights "
-                              "file or open_clip tag> (and teacher_model=<architecture>) or reference=<...>")
-        if self.module_distill == "ts" and (self.module_window is not None or self.module_discount is not None):
-            raise ConfigError("module_policy='ts' is stationary Thompson sampling and takes no module_window/module_discount; "
-                              "use module_policy='optima'")
-        if self.module_image_groups + self.module_text_groups == 0 and not self.module_heads:
-            raise ConfigError("module distillation needs at least one module: module_image_groups, module_text_groups or module_heads")
-        mc = open_clip.get_model_config(self.model) or {}
-        for k, cfg_key in (("module_image_groups", "vision_cfg"), ("module_text_groups", "text_cfg")):
-            n = (mc.get(cfg_key) or {}).get("layers")
-            if isinstance(n, int) and getattr(self, k) > n:
-                raise ConfigError(f"{k}={getattr(self, k)} but {self.model} has only {n} blocks in that tower")
+# %% ../nbs/08a_config.ipynb #49e6a9f1
+@patch
+def _validate_modules(self: TrainConfig):
+    "Check the module-distillation fields (policy, groups, episode, window/discount, the teacher it needs)."
+    if self.module_policy is not None: check_choice("module_policy", self.module_policy, MODULE_POLICIES)
+    check_ints(self, ("module_image_groups", "module_text_groups"), 0)
+    check_ints(self, ("module_episode", "module_probe_size"), 1)
+    check_int("module_window", self.module_window, 1, optional=True)
+    if self.module_discount is not None and not 0 < self.module_discount <= 1:
+        raise ConfigError(f"module_discount must be in (0, 1] or None, got {self.module_discount!r}")
+    if not (self.module_weight >= 0 and math.isfinite(self.module_weight)): raise ConfigError(f"module_weight must be >= 0, got {self.module_weight!r}")
+    if self.module_distill is None: return
+    if self.teacher is None and self.reference is None:
+        raise ConfigError(f"module distillation (module_policy={self.module_distill!r}) needs a teacher: pass teacher=<weights "
+                          "file or open_clip tag> (and teacher_model=<architecture>) or reference=<...>")
+    if self.module_distill == "ts" and (self.module_window is not None or self.module_discount is not None):
+        raise ConfigError("module_policy='ts' is stationary Thompson sampling and takes no module_window/module_discount; "
+                          "use module_policy='optima'")
+    if self.module_image_groups + self.module_text_groups == 0 and not self.module_heads:
+        raise ConfigError("module distillation needs at least one module: module_image_groups, module_text_groups or module_heads")
+    mc = open_clip.get_model_config(self.model) or {}
+    for k, cfg_key in (("module_image_groups", "vision_cfg"), ("module_text_groups", "text_cfg")):
+        n = (mc.get(cfg_key) or {}).get("layers")
+        if isinstance(n, int) and getattr(self, k) > n:
+            raise ConfigError(f"{k}={getattr(self, k)} but {self.model} has only {n} blocks in that tower")
 
 # %% ../nbs/08a_config.ipynb #65227caa
 @dataclass(frozen=True)
