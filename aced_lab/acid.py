@@ -12,9 +12,10 @@ import torch.nn.functional as F
 from .core import check_choice
 
 # %% auto #0
-__all__ = ['SCORES', 'LOSSES', 'SELECTORS', 'Score', 'register_score', 'learnability', 'hard_learner', 'easy_reference', 'iid',
-           'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample', 'joint_scores', 'select_joint',
-           'register_selector', 'select', 'score_super_batch', 'replay_arrays', 'reselect', 'reference_scalars',
+__all__ = ['SCORES', 'LOSSES', 'SELECTORS', 'BLIND_WINDOW', 'Score', 'register_score', 'learnability', 'hard_learner',
+           'easy_reference', 'iid', 'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample',
+           'joint_scores', 'select_joint', 'register_selector', 'select', 'score_super_batch', 'replay_arrays',
+           'reselect', 'BlindReferenceWarning', 'blind_reference', 'ReferenceHealth', 'reference_scalars',
            'ACIDSelection']
 
 # %% ../nbs/06_acid.ipynb #4dc8ad7f
@@ -270,18 +271,18 @@ def select(method: str, # a name in `SELECTORS`: "topk", "sample", "joint", or o
 # %% ../nbs/06_acid.ipynb #c0eae396
 from .losses import pair_logits, softmax_loss, sigmoid_loss
 
-def score_super_batch(learner_out: dict, # learner outputs for the super-batch: image/text features (B,D), logit_scale
+def score_super_batch(learner_out: dict | None, # learner outputs for the super-batch: image/text features (B,D), logit_scale; None if `score` ignores it
                       ref_out: dict, # reference outputs for the same examples (its own D and logit_scale)
                       loss: str = "softmax", # "softmax" (CLIP) or "sigmoid" (SigLIP)
                       score: str = "learnability", # one of `SCORES`
                      ) -> dict:
     "Logit matrices (B,B), per-example losses (B,) and scores (B,) of a super-batch."
     check_choice("loss", loss, LOSSES)
-    logits = {k: pair_logits(o["image_features"].float(), o["text_features"].float(), o["logit_scale"].float(),
-                             o.get("logit_bias") if loss == "sigmoid" else None)
+    logits = {k: None if o is None else pair_logits(o["image_features"].float(), o["text_features"].float(), o["logit_scale"].float(),
+                                                    o.get("logit_bias") if loss == "sigmoid" else None)
               for k, o in (("learner", learner_out), ("ref", ref_out))}
     per_example = softmax_loss if loss == "softmax" else sigmoid_loss
-    ll, rl = (per_example(logits[k], reduction="none") for k in ("learner", "ref"))  # (B,) each
+    ll, rl = (None if logits[k] is None else per_example(logits[k], reduction="none") for k in ("learner", "ref"))  # (B,) each
     return {"learner_logits": logits["learner"], "ref_logits": logits["ref"], "learner_loss": ll, "ref_loss": rl,
             "score": example_scores(ll, rl, score)}
 
@@ -297,6 +298,9 @@ def replay_arrays(learner_out: dict, # the learner's outputs on the super-batch:
                   rng: torch.Tensor, # the selector's RNG state before it drew
                  ) -> dict:
     "What `reselect` needs to select a recorded super-batch again (`records.REPLAY_FIELDS`), compactly."
+    B = len(ref_out["image_features"])
+    if learner_out is None:  # the score did not need the learner: (B, 0) embeddings, and a replay cannot use it either
+        learner_out = {"image_features": torch.zeros(B, 0), "text_features": torch.zeros(B, 0), "logit_scale": torch.tensor(float("nan"))}
     f16 = lambda x: x.detach().to(torch.float16).cpu().numpy()  # (B, D)
     scal = lambda o: np.array([float(o["logit_scale"]), float(o["logit_bias"]) if o.get("logit_bias") is not None else np.nan], np.float32)
     rule = dict(loss=LOSS_KIND[cfg.loss], score=cfg.score, selection=cfg.selection, temperature=cfg.select_temperature, n_chunks=cfg.n_chunks)
@@ -323,7 +327,11 @@ def reselect(rec: dict, # a selection record: an npz's arrays, or `views.as_sele
                          "(train again to record them)")
     rule = json.loads(str(r["settings"]))
     score, selection = score or rule["score"], selection or rule["selection"]
-    s = score_super_batch(_replay_outputs(r, "learner"), _replay_outputs(r, "ref"), rule["loss"], score)
+    learner = _replay_outputs(r, "learner") if r["learner_image"].shape[1] else None  # (B, 0): the run skipped the learner
+    if learner is None and "learner" in get_score(score).needs:
+        raise ValueError(f"score={score!r} needs the learner, but this run's score ({rule['score']!r}) did not run it: its "
+                         "records hold no learner embeddings")
+    s = score_super_batch(learner, _replay_outputs(r, "ref"), rule["loss"], score)
     B = len(s["score"])
     b = int(np.asarray(rec["selected"]).sum()) if filter_ratio is None else n_keep(B, filter_ratio)
     gen = torch.Generator()
@@ -332,7 +340,51 @@ def reselect(rec: dict, # a selection record: an npz's arrays, or `views.as_sele
     idx = select(selection, b, s["score"], s["learner_logits"], s["ref_logits"], rule["temperature"] if temperature is None else temperature,
                  gen, n_chunks=n_chunks or rule["n_chunks"], loss=rule["loss"], score=score)  # (b,)
     sel = np.zeros(B, bool); sel[idx.numpy()] = True
-    return {"score": s["score"].numpy(), "learner_loss": s["learner_loss"].numpy(), "ref_loss": s["ref_loss"].numpy(), "selected": sel}
+    nan = np.full(B, np.nan, np.float32)
+    return {"score": s["score"].numpy(), "learner_loss": nan if learner is None else s["learner_loss"].numpy(),
+            "ref_loss": s["ref_loss"].numpy(), "selected": sel}
+
+# %% ../nbs/06_acid.ipynb #9a47f698
+import warnings
+from collections import deque
+
+BLIND_WINDOW = 5 # scored super-batches the health check averages over
+
+class BlindReferenceWarning(UserWarning):
+    "The reference cannot tell this data's pairs apart: ACID's selection is noise."
+
+def blind_reference(top1: float, # the reference's in-batch image->text top-1 (a mean over super-batches)
+                    loss: float | None, # its median per-example softmax loss (None: sigmoid, no closed-form chance level)
+                    B: int, # super-batch size
+                   ) -> bool:
+    "Whether a reference is near chance on the data it scores: top-1 under 3x chance (1/B), or median softmax loss >= log B."
+    return top1 < 3 / B or (loss is not None and loss >= math.log(B))
+
+class ReferenceHealth:
+    "How well the reference tells each super-batch's pairs apart; warns once when the recent ones are near chance."
+    def __init__(self, window: int = BLIND_WINDOW): self.recent, self.warned = deque(maxlen=window), False
+
+    def update(self, scores: dict, # `score_super_batch`'s output: ref_logits (B, B), ref_loss (B,)
+               loss: str = "softmax", # the contrastive loss: "softmax" or "sigmoid"
+               warn: bool = True, # may warn (rank 0)
+              ) -> dict:
+        "This super-batch's `ref_top1` and `ref_median_loss` (for metrics.jsonl)."
+        x = scores["ref_logits"]; B = len(x)
+        top1 = (x.argmax(1) == torch.arange(B, device=x.device)).float().mean()
+        top1, rl = torch.stack([top1, scores["ref_loss"].float().median()]).tolist()  # one host sync
+        self.recent.append((top1, rl))
+        if warn and not self.warned and len(self.recent) == self.recent.maxlen:
+            t1, l = np.mean(self.recent, 0)
+            if blind_reference(t1, l if loss == "softmax" else None, B):
+                self.warned = True
+                warnings.warn(f"the reference cannot tell the pairs of this data apart: over the last {len(self.recent)} super-batches "
+                              f"its in-batch top-1 is {t1:.3f} (chance {1 / B:.3f}) and its median loss {l:.2f}"
+                              + (f" (a model that knows nothing: log B = {math.log(B):.2f})" if loss == "softmax" else "")
+                              + ". ACID's selection is then noise. Check that the reference saw data like this (its images, "
+                              "resolution, preprocessing and captions), evaluate it on this data (`aced-lab eval`), or train one on "
+                              "it (`aced-lab teacher`). `ref_top1` and `ref_median_loss` in metrics.jsonl track it.",
+                              BlindReferenceWarning, stacklevel=3)
+        return {"ref_top1": top1, "ref_median_loss": rl}
 
 # %% ../nbs/06_acid.ipynb #32b687b6
 import time, warnings
@@ -355,7 +407,7 @@ class ACIDSelection(Callback):
         self.reference, self.gflops, self.cache = reference, pair_gflops(reference), cache
         self.scalars = reference_scalars(reference)
         self.gen = torch.Generator(device=device).manual_seed(seed)
-        self.warned_stale = False
+        self.warned_stale, self.health = False, ReferenceHealth()
     def state_dict(self): return {"gen": self.gen.get_state()}
     def load_state_dict(self, d): self.gen.set_state(d["gen"])
 
@@ -369,9 +421,10 @@ class ACIDSelection(Callback):
                           "holds for other content (another dataset under the same shard/key names, or a shard rewritten in "
                           "place). Their reference embeddings are recomputed, never served; `ref_cache_stale` in "
                           "metrics.jsonl counts them per step.", stacklevel=2)
+        needs_learner = "learner" in get_score(t.cfg.score).needs  # e.g. easy_reference (offline filtering) does not
         t.raw_model.eval()  # scoring is inference: no dropout, and torch's fused attention path (1.6x faster here)
         with torch.no_grad(), autocast(t.device, t.cfg.precision):
-            learner = self.learner_out = t.raw_model(t.images, t.texts)  # features (B, D)
+            learner = self.learner_out = t.raw_model(t.images, t.texts) if needs_learner else None  # features (B, D)
             if cached is None:
                 t.ref_out = self.reference(t.images, t.texts)  # features (B, D_ref)
                 t.step_gflops["ref_score"] = self.gflops * B
@@ -380,10 +433,12 @@ class ACIDSelection(Callback):
         if cached is not None:
             t.ref_out = {"image_features": cached[0].to(t.device), "text_features": cached[1].to(t.device), **self.scalars}
         t.scores = score_super_batch(learner, t.ref_out, LOSS_KIND[t.cfg.loss], t.cfg.score)
-        t.step_gflops["learner_score"] = t.student_gflops * B
+        self.health_stats = self.health.update(t.scores, LOSS_KIND[t.cfg.loss], warn=t.rank == 0)  # ref_top1, ref_loss
+        if needs_learner: t.step_gflops["learner_score"] = t.student_gflops * B
         self.hit = cached is not None
 
-    def after_step(self, t): t.record.update(ref_cache_hit=int(self.hit), ref_cache_stale=self.stale, select_time=self.select_time)
+    def after_step(self, t):
+        t.record.update(ref_cache_hit=int(self.hit), ref_cache_stale=self.stale, select_time=self.select_time, **self.health_stats)
     def after_checkpoint(self, t):
         if self.cache is not None: self.cache.flush()
     after_fit = after_checkpoint
@@ -399,7 +454,7 @@ class ACIDSelection(Callback):
 
     def _record(self, t, rng):
         sel = torch.zeros(len(t.batch["id"]), dtype=torch.bool); sel[t.keep.cpu()] = True
-        cpu = lambda k: t.scores[k].float().cpu().numpy()
+        cpu = lambda k: t.scores[k].float().cpu().numpy() if t.scores[k] is not None else np.full(len(sel), np.nan, np.float32)
         t.selection_record = {"step": t.step + 1, "id": np.array(t.batch["id"]), "learner_loss": cpu("learner_loss"),
                               "ref_loss": cpu("ref_loss"), "score": cpu("score"), "selected": sel.numpy(),
                               "corruption": np.array([m.get("corruption", "") for m in t.batch["meta"]]),

@@ -13,7 +13,7 @@ import ipywidgets as widgets
 from fastcore.basics import patch
 from .synthetic import CORRUPTIONS
 from .records import load_records, read_selection
-from .acid import SCORES, SELECTORS, reselect
+from .acid import SCORES, SELECTORS, reselect, blind_reference, BLIND_WINDOW
 # the live machinery and the view models (importable from here too: this was their home)
 from .live import DashboardConfig, Throttle, KIND_COLOURS, ARM_COLOURS, _vline, _Traces, _Dashboard, DashboardCallback, train_in_background
 from .views import (SELECTION_FIELDS, QUANTILES, as_selection, load_selection, kind_options, kind_mask, score_histogram,
@@ -32,6 +32,7 @@ class SelectionDashboard(_Dashboard):
                  examples: ShardExamples | None = None, # where thumbnails come from (live: the run's shards)
                 ):
         self.records, self.metrics, self.examples, self.kinds = [], [], examples, list(CORRUPTIONS)
+        self._softmax = True  # the run's loss is CLIP's softmax: the reference's loss has a chance level, log B
         super().__init__(cfg, title)
         h = self.cfg.height
         self.filter = widgets.Dropdown(options=["all", "corrupted", *CORRUPTIONS], value="all", description="kind")
@@ -77,6 +78,7 @@ class SelectionDashboard(_Dashboard):
         dash.metrics = load_records(d) if (d / "metrics.jsonl").exists() else []
         cfgj = json.loads((d / "config.json").read_text())["config"] if (d / "config.json").exists() else {}
         dash.total, dash.step = cfgj.get("steps"), max([recs[-1]["step"], *[m["step"] for m in dash.metrics]])
+        dash._softmax = cfgj.get("loss", "clip") == "clip"
         dash._sync_kinds(); dash.draw()
         return dash
 
@@ -90,7 +92,21 @@ def add_selection(self: SelectionDashboard, rec: dict, # a selection record (`tr
     with self._lock: self.records.append(rec); self._sync_kinds()
 
 @patch
-def _on_record(self: SelectionDashboard, record): self.metrics.append({k: record[k] for k in ("step", "trained_corrupt_frac", "trained_mismatch_frac") if k in record})
+def _on_record(self: SelectionDashboard, record):
+    keys = ("step", "trained_corrupt_frac", "trained_mismatch_frac", "ref_top1", "ref_median_loss")
+    self.metrics.append({k: record[k] for k in keys if k in record})
+
+@patch
+def _status_html(self: SelectionDashboard) -> str:
+    "The status line, and the reference's health over the last super-batches (in red when near chance)."
+    out = _Dashboard._status_html(self)
+    recent = [m for m in self.metrics if "ref_top1" in m][-BLIND_WINDOW:]
+    if not recent or not self.records: return out
+    B, top1, loss = len(self.records[-1]["id"]), np.mean([m["ref_top1"] for m in recent]), np.mean([m["ref_median_loss"] for m in recent])
+    blind = blind_reference(top1, loss if self._softmax else None, B)
+    health = f"reference: in-batch top-1 {top1:.3f} (chance {1 / B:.3f}), median loss {loss:.2f}"
+    return out + (f" · <span class='aced-ref-health' style='color:{'#d62728' if blind else '#555'}'>{health}"
+                  f"{' — near chance: its selection is noise' if blind else ''}</span>")
 
 @patch
 def _start(self: SelectionDashboard, t):
@@ -98,6 +114,7 @@ def _start(self: SelectionDashboard, t):
         try: self.examples = ShardExamples(t.data_info["train"])
         except (FileNotFoundError, ValueError, TypeError): self.examples = None
     self.title = self.title if self.title != "selection" else f"selection · {Path(t.run_dir).name}"
+    self._softmax = t.cfg.loss == "clip"
     if t.step > 0 and (Path(t.run_dir) / "selection").exists():  # resumed: the records so far, from disk
         self.records = [r for r in load_selection(t.run_dir) if r["step"] <= t.step]
         if (Path(t.run_dir) / "metrics.jsonl").exists(): self.metrics = [m for m in load_records(t.run_dir) if m["step"] <= t.step]
@@ -140,7 +157,8 @@ def _draw(self: SelectionDashboard, i):
             t = tr[f"scatter/{g['name']}"]
             t.x, t.y, t.hovertext, t.visible = g["x"], g["y"], g["text"], True if len(g["x"]) else "legendonly"
         if rec is not None:
-            lo = float(min(rec["learner_loss"].min(), rec["ref_loss"].min())); hi = float(max(rec["learner_loss"].max(), rec["ref_loss"].max()))
+            both = np.concatenate([rec["learner_loss"], rec["ref_loss"]])  # learner NaN when the score skipped it
+            lo, hi = float(np.nanmin(both)), float(np.nanmax(both))
             tr["scatter:diagonal"].x = tr["scatter:diagonal"].y = [lo, hi]
         tr["time/corrupt/trained"].x, tr["time/corrupt/trained"].y = tt["step"], tt["corrupt"]
         if ot is not None:

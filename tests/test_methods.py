@@ -1,5 +1,5 @@
 "The papermill entry point runs the selection/distillation methods, not only IID (the CLI and torchrun are in test_trainer)."
-import json, os, subprocess, sys
+import json, math, os, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -42,3 +42,9 @@ def test_train_notebook_runs_method(tmp_path, teacher, method):
                for r in rec)  # each method adds what it should, and only that
     assert len(list((run / "selection").glob("step-*.npz"))) == (len(rec) // 5 if selects else 0)
     if modules: assert (run / "bandit.jsonl").read_text().count("\n") == len(rec) // 5
+    if selects:  # the reference's health is logged every step, and warned about iff some window of it is near chance
+        from aced_lab.acid import blind_reference, BLIND_WINDOW
+        B = math.ceil(cfg["batch_size"] / (1 - cfg["filter_ratio"]))
+        windows = [rec[i - BLIND_WINDOW:i] for i in range(BLIND_WINDOW, len(rec) + 1)]
+        blind = any(blind_reference(*(sum(r[k] for r in w) / len(w) for k in ("ref_top1", "ref_median_loss")), B) for w in windows)
+        assert blind == ("cannot tell the pairs of this data apart" in res.stderr + (tmp_path / "out.ipynb").read_text())

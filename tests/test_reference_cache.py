@@ -76,3 +76,30 @@ def test_shard_rewritten_in_place_is_recomputed(env):
     assert sum("holds for other content" in m for m in w) == 1
     live, _ = run(env, "c-live", data_root=str(root), mismatch_frac=0.3, reference_cache=None)
     assert losses(again) == pytest.approx(losses(live), abs=1e-5)
+
+
+def test_a_blind_reference_is_caught(env):
+    "A reference that cannot tell this data's pairs apart (random init) is measured every step and warned about once."
+    from aced_lab.acid import BLIND_WINDOW
+    recs, w = run(env, "blind", data_root=str(env["dir"] / "a"), mismatch_frac=0.3, steps=BLIND_WINDOW + 1, reference_cache=None)
+    B = 2 * SMALL["batch_size"]  # filter_ratio 0.5
+    assert all(0 <= r["ref_top1"] <= 1 and r["ref_median_loss"] > 0 for r in recs)
+    assert sum(r["ref_top1"] for r in recs) / len(recs) < 3 / B
+    blind = [m for m in w if "cannot tell the pairs of this data apart" in m]
+    assert len(blind) == 1 and f"chance {1 / B:.3f}" in blind[0] and "aced-lab teacher" in blind[0]
+
+
+def test_offline_filtering_with_a_warm_cache_costs_one_training_step(env):
+    "A score that reads only the reference (easy_reference) runs no learner forward; with a warm cache, no reference one either."
+    from aced_lab.acid import reselect
+    from aced_lab.dashboards import SelectionDashboard
+    kw = dict(data_root=str(env["dir"] / "a"), mismatch_frac=0.3, score="easy_reference", selection="topk", selection_every=1)
+    run(env, "easy1", **kw)  # fills the cache (or finds it warm)
+    recs, _ = run(env, "easy2", **kw)
+    assert [r["ref_cache_hit"] for r in recs] == [1, 1, 1]
+    assert [r["gflops_total"] for r in recs] == pytest.approx(np.cumsum([r["gflops_train"] for r in recs]))
+    assert not any("gflops_learner_score" in r or "gflops_ref_score" in r for r in recs)
+    dash = SelectionDashboard.from_run(env["dir"] / "easy2")  # the records hold no learner losses, and still replay
+    assert np.isnan(dash.records[0]["learner_loss"]).all() and dash.records[0]["selected"].sum() == SMALL["batch_size"]
+    assert (dash.whatif(0)["selected"] == dash.records[0]["selected"]).all()
+    with pytest.raises(ValueError, match="needs the learner"): dash.whatif(0, score="learnability")
