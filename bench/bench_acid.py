@@ -2,6 +2,8 @@
 
 - with a warm reference cache, ACID step time / (IID step time + learner forward on the super-batch B) <= 1.10
 - joint selection itself <= 3% of the ACID step at b = 256, f = 0.8
+- offline filtering (score easy_reference, warm cache: no learner and no reference forward) / IID step ~ 1
+  (what is left is decoding B images instead of b, and top-k)
 
     python bench/bench_acid.py [--b 256] [--filter_ratio 0.8] [--steps 12] [--model ACED-Tiny-32] [--num_workers 2]
 
@@ -39,9 +41,9 @@ common = dict(data_root=str(tmp / "data"), n_train=n, n_eval=200, shard_size=max
 print(f"b={a.b}, f={a.filter_ratio}, B={B}; filling the reference cache ({n} samples)...", flush=True)
 cache_reference({**common, "method": "acid"})
 
-def step_times(method, i):
-    out = tmp / f"{method}{i}"
-    train({**common, "method": method, "out_dir": str(out)})
+def step_times(method, i, **kw):
+    out = tmp / f"{method}{'-'.join(map(str, kw.values()))}{i}"
+    train({**common, "method": method, "out_dir": str(out), **kw})
     return load_records(out)[a.skip:]
 
 @torch.no_grad()
@@ -57,7 +59,7 @@ def learner_forward_B():
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts[a.skip:])
 
-iid, fwd, acid, sel, iid_c, acid_c = [], [], [], [], [], []
+iid, fwd, acid, sel, iid_c, acid_c, easy, easy_c = [], [], [], [], [], [], [], []
 compute = lambda r: statistics.median(x["step_time"] - x["data_time"] for x in r)  # step time without waiting for data
 for i in range(a.rounds):
     r = step_times("iid", i); iid.append(statistics.median(x["step_time"] for x in r)); iid_c.append(compute(r))
@@ -66,11 +68,17 @@ for i in range(a.rounds):
     assert all(x["ref_cache_hit"] for x in r), "the cache should be warm"
     acid.append(statistics.median(x["step_time"] for x in r)); sel.append(statistics.median(x["select_time"] for x in r))
     acid_c.append(compute(r))
+    r = step_times("acid", i, score="easy_reference", selection="topk")
+    assert all(x["ref_cache_hit"] and "gflops_learner_score" not in x for x in r), "offline filtering runs no forward"
+    easy.append(statistics.median(x["step_time"] for x in r)); easy_c.append(compute(r))
     print(f"round {i}: IID step {iid[-1]:.3f}s  learner fwd on B {fwd[-1]:.3f}s  ACID step {acid[-1]:.3f}s  "
-          f"joint selection {sel[-1] * 1000:.1f}ms", flush=True)
+          f"joint selection {sel[-1] * 1000:.1f}ms  offline filtering step {easy[-1]:.3f}s", flush=True)
 mi, mf, ma, ms = map(statistics.median, (iid, fwd, acid, sel))
 print(f"\nACID step / (IID step + learner forward on B) = {ma:.3f} / ({mi:.3f} + {mf:.3f}) = {ma / (mi + mf):.3f}  (target <= 1.10)")
 mic, mac = statistics.median(iid_c), statistics.median(acid_c)
 print(f"  excluding data loading: {mac:.3f} / ({mic:.3f} + {mf:.3f}) = {mac / (mic + mf):.3f}"
       + ("" if a.num_workers == 0 else "  (with workers, decoding overlaps the step: use --num_workers 0 to time it apart)"))
 print(f"joint selection / ACID step = {ms * 1000:.1f}ms / {ma * 1000:.0f}ms = {100 * ms / ma:.2f}%  (target <= 3%)")
+me, mec = statistics.median(easy), statistics.median(easy_c)
+print(f"offline filtering (easy_reference, warm cache) step / IID step = {me:.3f} / {mi:.3f} = {me / mi:.3f}; "
+      f"excluding data loading {mec / mic:.3f}")
