@@ -12,10 +12,9 @@ import torch.nn.functional as F
 from .core import check_choice
 
 # %% auto #0
-__all__ = ['SCORES', 'LOSSES', 'SELECTORS', 'BLIND_WINDOW', 'Score', 'register_score', 'learnability', 'hard_learner',
-           'easy_reference', 'iid', 'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample',
-           'joint_scores', 'select_joint', 'register_selector', 'select', 'score_super_batch', 'replay_arrays',
-           'reselect', 'BlindReferenceWarning', 'blind_reference', 'ReferenceHealth', 'reference_scalars',
+__all__ = ['SCORES', 'LOSSES', 'SELECTORS', 'Score', 'register_score', 'learnability', 'hard_learner', 'easy_reference', 'iid',
+           'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample', 'joint_scores', 'select_joint',
+           'register_selector', 'select', 'score_super_batch', 'replay_arrays', 'reselect', 'reference_scalars',
            'ACIDSelection']
 
 # %% ../nbs/06_acid.ipynb #4dc8ad7f
@@ -344,54 +343,13 @@ def reselect(rec: dict, # a selection record: an npz's arrays, or `views.as_sele
     return {"score": s["score"].numpy(), "learner_loss": nan if learner is None else s["learner_loss"].numpy(),
             "ref_loss": s["ref_loss"].numpy(), "selected": sel}
 
-# %% ../nbs/06_acid.ipynb #9a47f698
-import warnings
-from collections import deque
-
-BLIND_WINDOW = 5 # scored super-batches the health check averages over
-
-class BlindReferenceWarning(UserWarning):
-    "The reference cannot tell this data's pairs apart: ACID's selection is noise."
-
-def blind_reference(top1: float, # the reference's in-batch image->text top-1 (a mean over super-batches)
-                    loss: float | None, # its median per-example softmax loss (None: sigmoid, no closed-form chance level)
-                    B: int, # super-batch size
-                   ) -> bool:
-    "Whether a reference is near chance on the data it scores: top-1 under 3x chance (1/B), or median softmax loss >= log B."
-    return top1 < 3 / B or (loss is not None and loss >= math.log(B))
-
-class ReferenceHealth:
-    "How well the reference tells each super-batch's pairs apart; warns once when the recent ones are near chance."
-    def __init__(self, window: int = BLIND_WINDOW): self.recent, self.warned = deque(maxlen=window), False
-
-    def update(self, scores: dict, # `score_super_batch`'s output: ref_logits (B, B), ref_loss (B,)
-               loss: str = "softmax", # the contrastive loss: "softmax" or "sigmoid"
-               warn: bool = True, # may warn (rank 0)
-              ) -> dict:
-        "This super-batch's `ref_top1` and `ref_median_loss` (for metrics.jsonl)."
-        x = scores["ref_logits"]; B = len(x)
-        top1 = (x.argmax(1) == torch.arange(B, device=x.device)).float().mean()
-        top1, rl = torch.stack([top1, scores["ref_loss"].float().median()]).tolist()  # one host sync
-        self.recent.append((top1, rl))
-        if warn and not self.warned and len(self.recent) == self.recent.maxlen:
-            t1, l = np.mean(self.recent, 0)
-            if blind_reference(t1, l if loss == "softmax" else None, B):
-                self.warned = True
-                warnings.warn(f"the reference cannot tell the pairs of this data apart: over the last {len(self.recent)} super-batches "
-                              f"its in-batch top-1 is {t1:.3f} (chance {1 / B:.3f}) and its median loss {l:.2f}"
-                              + (f" (a model that knows nothing: log B = {math.log(B):.2f})" if loss == "softmax" else "")
-                              + ". ACID's selection is then noise. Check that the reference saw data like this (its images, "
-                              "resolution, preprocessing and captions), evaluate it on this data (`aced-lab eval`), or train one on "
-                              "it (`aced-lab teacher`). `ref_top1` and `ref_median_loss` in metrics.jsonl track it.",
-                              BlindReferenceWarning, stacklevel=3)
-        return {"ref_top1": top1, "ref_median_loss": rl}
-
 # %% ../nbs/06_acid.ipynb #32b687b6
 import time, warnings
 from .core import autocast
 from .callbacks import Callback
 from .records import write_selection
 from .reference_cache import ReferenceCache
+from .reference_health import ReferenceHealth
 from .models import pair_gflops
 
 def reference_scalars(model: torch.nn.Module) -> dict:

@@ -13,7 +13,8 @@ import ipywidgets as widgets
 from fastcore.basics import patch
 from .synthetic import CORRUPTIONS
 from .records import load_records, read_selection
-from .acid import SCORES, SELECTORS, reselect, blind_reference, BLIND_WINDOW
+from .acid import SCORES, SELECTORS, reselect
+from .reference_health import blind_reference, BLIND_WINDOW
 # the live machinery and the view models (importable from here too: this was their home)
 from .live import DashboardConfig, Throttle, KIND_COLOURS, ARM_COLOURS, _vline, _Traces, _Dashboard, DashboardCallback, train_in_background
 from .views import (SELECTION_FIELDS, QUANTILES, as_selection, load_selection, kind_options, kind_mask, score_histogram,

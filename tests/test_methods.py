@@ -43,7 +43,7 @@ def test_train_notebook_runs_method(tmp_path, teacher, method):
     assert len(list((run / "selection").glob("step-*.npz"))) == (len(rec) // 5 if selects else 0)
     if modules: assert (run / "bandit.jsonl").read_text().count("\n") == len(rec) // 5
     if selects:  # the reference's health is logged every step, and warned about iff some window of it is near chance
-        from aced_lab.acid import blind_reference, BLIND_WINDOW
+        from aced_lab.reference_health import blind_reference, BLIND_WINDOW
         B = math.ceil(cfg["batch_size"] / (1 - cfg["filter_ratio"]))
         windows = [rec[i - BLIND_WINDOW:i] for i in range(BLIND_WINDOW, len(rec) + 1)]
         blind = any(blind_reference(*(sum(r[k] for r in w) / len(w) for k in ("ref_top1", "ref_median_loss")), B) for w in windows)

@@ -80,7 +80,7 @@ def test_shard_rewritten_in_place_is_recomputed(env):
 
 def test_a_blind_reference_is_caught(env):
     "A reference that cannot tell this data's pairs apart (random init) is measured every step and warned about once."
-    from aced_lab.acid import BLIND_WINDOW
+    from aced_lab.reference_health import BLIND_WINDOW
     recs, w = run(env, "blind", data_root=str(env["dir"] / "a"), mismatch_frac=0.3, steps=BLIND_WINDOW + 1, reference_cache=None)
     B = 2 * SMALL["batch_size"]  # filter_ratio 0.5
     assert all(0 <= r["ref_top1"] <= 1 and r["ref_median_loss"] > 0 for r in recs)
