@@ -4,7 +4,8 @@
 
 # %% ../nbs/08a_config.ipynb #716e3aca
 from __future__ import annotations
-import math
+import os, math, dataclasses
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 from fastcore.basics import patch
@@ -17,8 +18,8 @@ from .reference_cache import open_reference_cache
 from .bandits import POLICIES
 
 # %% auto #0
-__all__ = ['METHODS', 'MODULE_POLICIES', 'LOSSES', 'EMBEDDED', 'TrainConfig', 'Method', 'register_method', 'load_reference',
-           'load_teacher', 'acid_selection']
+__all__ = ['METHODS', 'MODULE_POLICIES', 'LOSSES', 'EMBEDDED', 'EMBEDDED_TEACHER', 'TrainConfig', 'Method', 'register_method',
+           'load_reference', 'load_teacher', 'acid_selection', 'resolve_embedded']
 
 # %% ../nbs/08a_config.ipynb #38ac1ce7
 METHODS: dict[str, "Method"] = {} # name -> Method, filled by `register_method` (iid, kd, acid, aced, optima below)
@@ -46,9 +47,9 @@ class TrainConfig(RunConfig):
     loss: str = "clip" # "clip" (softmax, ClipLoss) or "siglip" (sigmoid, SigLipLoss)
     plugins: str | list | None = None # module(s) to import first: they register scores, selectors, eval tasks (e.g. "my_rules")
     # selection and distillation (methods kd, acid, aced)
-    reference: str | None = None # reference (and default KD teacher) weights: a local checkpoint or an open_clip tag
+    reference: str | None = None # reference (and default KD teacher) weights: "embedded" (aced_lab's teacher for `data`), a local checkpoint or an open_clip tag
     reference_model: str = "ACED-Teacher-32" # the reference's open_clip architecture
-    teacher: str | None = None # KD teacher weights, when not the reference
+    teacher: str | None = None # KD teacher weights, when not the reference ("embedded", a file or an open_clip tag)
     teacher_model: str | None = None # the KD teacher's architecture (default: reference_model)
     filter_ratio: float = 0.8 # ACID: fraction f of each super-batch left out (B = batch_size / (1 - f))
     selection: str = "joint" # ACID selector in `aced_lab.acid.SELECTORS`: "joint" (JEST), "sample" (∝ exp(score/τ)), "topk", or one registered
@@ -90,6 +91,9 @@ class TrainConfig(RunConfig):
                               "open_clip tag> (and reference_model=<architecture>)")
         self._validate_modules()
         if not 0 <= self.filter_ratio < 1: raise ConfigError(f"filter_ratio must be in [0, 1), got {self.filter_ratio!r}")
+        if "embedded" in (self.reference, self.teacher) and self.data not in EMBEDDED:
+            raise ConfigError(f"reference/teacher='embedded' is aced_lab's teacher for an embedded dataset ({', '.join(EMBEDDED)}); "
+                              f"data={self.data!r} needs a reference trained on it (`aced-lab teacher` makes the embedded ones)")
         if self.data not in EMBEDDED and self.eval_data is None and self.eval_suite != "auto":
             raise ConfigError("eval_suite needs eval_data when data is a shard spec or CSV file")
         return self
@@ -167,3 +171,20 @@ def _aced(t, frozen):
 
 @register_method("optima", needs=("teacher",))
 def _optima(t, frozen): return []  # IID batches; module distillation (module_policy, default "optima") is added to any method
+
+# %% ../nbs/08a_config.ipynb #f315261e
+EMBEDDED_TEACHER = "embedded" # `reference=` / `teacher=` shorthand: aced_lab's embedded teacher for the run's data
+
+def resolve_embedded(cfg: TrainConfig, # a validated config
+                     **teacher_overrides, # `embedded_teacher` arguments: its cache `root`, config fields over `TEACHER_DEFAULTS` (tests)
+                    ) -> TrainConfig:
+    "`cfg` with `reference`/`teacher` = 'embedded' replaced by the embedded teacher's weights and architecture."
+    if EMBEDDED_TEACHER not in (cfg.reference, cfg.teacher): return cfg
+    from aced_lab.teacher import embedded_teacher, teacher_info  # an entry point (it trains): imported only when asked
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        w = embedded_teacher(cfg.data, data_root=cfg.data_root, build=False, **teacher_overrides)
+    else: w = embedded_teacher(cfg.data, data_root=cfg.data_root, **teacher_overrides)
+    new = {"weights": str(w), "model": teacher_info(w)["model"]}
+    kw = {f"{k}{s}": new[v] for k in ("reference", "teacher") if getattr(cfg, k) == EMBEDDED_TEACHER
+          for s, v in (("", "weights"), ("_model", "model"))}
+    return dataclasses.replace(cfg, **kw)

@@ -258,7 +258,7 @@ def resolve_encoder(encoder: str, # open_clip architecture or "auto"
                     weights: str | None, # see `LitConfig.encoder_weights`
                    ) -> tuple[str, str | None]:
     "(architecture, weights file or tag) for an encoder source; clear errors for what cannot work."
-    if weights == "teacher":
+    if weights in ("teacher", "embedded"):  # aced_lab's embedded (shapes) teacher
         from aced_lab.teacher import embedded_teacher
         weights = str(embedded_teacher())
     elif weights is not None and Path(weights).is_dir():  # an aced_lab run folder: its latest checkpoint

@@ -36,6 +36,7 @@ def teacher_key(cfg: TrainConfig) -> str:
 def embedded_teacher(data: str = "shapes", # embedded dataset the teacher learns (its clean version)
                      root=None, # cache folder (default: aced_lab's cache, `teachers/`)
                      force: bool = False, # retrain even if cached
+                     build: bool = True, # train it if it is not cached (False: a missing teacher is an error)
                      **overrides, # `TrainConfig` fields over `TEACHER_DEFAULTS` (e.g. steps, model, data_root)
                     ) -> Path:
     "Path of the teacher's safetensors weights, training it first (once, resumably) if needed."
@@ -44,6 +45,8 @@ def embedded_teacher(data: str = "shapes", # embedded dataset the teacher learns
     weights = folder / "teacher.safetensors"
     with dir_lock(folder):  # concurrent callers (notebooks, DDP ranks) train it once
         if weights.exists() and not force: return weights
+        if not build: raise FileNotFoundError(f"the embedded {data} teacher is not cached ({weights}): make it first with "
+                                              f"`aced-lab teacher --data {data}` (not inside torchrun)")
         cfg.out_dir = str(folder / "run")
         if not force and (folder / "run" / "checkpoints" / "latest.json").exists(): cfg.resume = "latest"
         t = train(cfg)

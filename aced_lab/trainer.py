@@ -22,7 +22,7 @@ from . import synthetic
 from .eval import evaluate
 from .reference_cache import ReferenceCache, open_reference_cache
 from .callbacks import ProgressBar, JsonlLogger, TensorBoardLogger
-from .config import TrainConfig, METHODS, EMBEDDED, LOSSES, load_teacher
+from .config import TrainConfig, METHODS, EMBEDDED, LOSSES, load_teacher, resolve_embedded
 # importable from here too, where they lived before: for callers of the old names
 from .config import Method, register_method, MODULE_POLICIES
 from .models import pair_gflops
@@ -107,6 +107,7 @@ class Trainer:
                 ):
         C = self.config_class
         self.cfg = cfg.validate() if isinstance(cfg, C) else C.from_dict(cfg)
+        if isinstance(self.cfg, TrainConfig): self.cfg = resolve_embedded(self.cfg)  # reference/teacher="embedded"
         self.callbacks = sorted([ProgressBar(), JsonlLogger(), TensorBoardLogger(), *callbacks], key=lambda c: c.order)
         self.step, self.eval_table, self.records, self.gflops_total = 0, None, [], 0.0
 

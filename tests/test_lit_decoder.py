@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from aced_lab.lit_decoder import (LitConfig, lit_decoder, load_encoder, split_tokens, encoder_fingerprint, eval_summary,
-                                  resolve_encoder)
+from aced_lab.lit_decoder import LitConfig, lit_decoder, split_tokens, eval_summary
+from aced_lab.lit_model import load_encoder, encoder_fingerprint, resolve_encoder
 from aced_lab.trainer import load_records, train
 from aced_lab.models import create, save_weights
 from aced_lab import synthetic

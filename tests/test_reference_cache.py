@@ -103,3 +103,19 @@ def test_offline_filtering_with_a_warm_cache_costs_one_training_step(env):
     assert np.isnan(dash.records[0]["learner_loss"]).all() and dash.records[0]["selected"].sum() == SMALL["batch_size"]
     assert (dash.whatif(0)["selected"] == dash.records[0]["selected"]).all()
     with pytest.raises(ValueError, match="needs the learner"): dash.whatif(0, score="learnability")
+
+
+def test_reference_embedded_resolves_to_the_cached_teacher(tmp_path, monkeypatch):
+    "`reference='embedded'` trains aced_lab's teacher once (here a tiny one), caches it, and runs with its weights and architecture."
+    import json
+    from aced_lab import teacher
+    from aced_lab.core import tiny_config
+    monkeypatch.setenv("ACED_LAB_CACHE", str(tmp_path / "cache"))
+    tiny = {k: v for k, v in tiny_config(tmp_path).items() if k != "data_root"}
+    monkeypatch.setattr(teacher, "TEACHER_DEFAULTS", {**teacher.TEACHER_DEFAULTS, **tiny, "model": "ACED-Tiny-32", "steps": 4})
+    cfg = {**tiny, "method": "aced", "reference": "embedded", "steps": 2, "data_root": str(tmp_path / "data"), "reference_cache": None}
+    for run in ("r1", "r2"):
+        train({**cfg, "out_dir": str(tmp_path / run)})
+        c = json.loads((tmp_path / run / "config.json").read_text())["config"]
+        assert Path(c["reference"]).parent.parent == tmp_path / "cache" / "teachers" and c["reference_model"] == "ACED-Tiny-32"
+    assert len(list((tmp_path / "cache" / "teachers").glob("*/teacher.safetensors"))) == 1  # trained once, then reused
