@@ -12,6 +12,7 @@ from fastcore.basics import patch
 import open_clip
 from .core import ConfigError, RunConfig, check_choice, check_int, check_ints, import_plugins
 from .eval import SUITES
+from .models import SHIPPED_MODELS
 from .losses import KDLoss
 from .acid import SCORES, SELECTORS, ACIDSelection
 from .reference_cache import open_reference_cache
@@ -78,8 +79,7 @@ class TrainConfig(RunConfig):
         check_choice("method", self.method, list(METHODS))
         check_choice("loss", self.loss, LOSSES)
         if self.model not in open_clip.list_models():
-            raise ConfigError(f"model={self.model!r} is not an open_clip architecture; aced_lab ships "
-                              "ACED-Tiny-32, ACED-Small-32, ACED-Teacher-32")
+            raise ConfigError(f"model={self.model!r} is not an open_clip architecture; aced_lab ships {', '.join(SHIPPED_MODELS)}")
         check_ints(self, ("shard_size", "n_chunks"), 1)
         check_ints(self, ("num_workers", "n_train", "n_eval", "selection_every"), 0)
         if not 0 <= self.mismatch_frac < 1: raise ConfigError(f"mismatch_frac must be in [0, 1), got {self.mismatch_frac!r}")
