@@ -142,6 +142,7 @@ class EvalContext:
 class Task(abc.ABC):
     "Base class of evaluation tasks: `run(enc, ctx)` yields `(metric, value)` pairs."
     kind = "task"
+    summary = None # (metric, summary row): this task's `metric` joins the mean reported as that summary row
     @abc.abstractmethod
     def run(self, enc: dict, ctx: EvalContext) -> Iterator[tuple[str, float]]: ...
 
@@ -168,6 +169,7 @@ def _meta_values(enc: dict, key: str, caption: bool = False) -> list:
 @dataclass
 class ZeroShotTask(Task):
     "Zero-shot classification of one attribute, with CLIP's prompt-ensemble classifier."
+    summary = ("top1", "mean_zeroshot_top1")
     name: str # row label in the results, e.g. "zeroshot/shape"
     attribute: str # the meta key holding each sample's true class
     classnames: list # the C class names, as written in prompts
@@ -207,14 +209,14 @@ def run_tasks(tasks: Sequence[Task], # the tasks to run
               enc: dict, # from `encode` (shared by all tasks)
               ctx: EvalContext | None = None, # model, tokenizer, device for tasks that need them
              ) -> pd.DataFrame:
-    "Run `tasks` on the encoded eval set; a tidy DataFrame [task, metric, value] plus a mean zero-shot top-1 row."
-    ctx = ctx or EvalContext(); rows, top1 = [], []
+    "Run `tasks` on the encoded eval set; a tidy DataFrame [task, metric, value] plus summary rows (mean zero-shot top-1)."
+    ctx = ctx or EvalContext(); rows, means = [], {}
     if len({t.name for t in tasks}) < len(tasks): raise ValueError(f"task names repeat: {[t.name for t in tasks]}")
     for t in tasks:
         for metric, v in t.run(enc, ctx):
             rows.append({"task": t.name, "metric": metric, "value": float(v)})
-            if t.kind == "zeroshot" and metric == "top1": top1.append(float(v))
-    if top1: rows.append({"task": "summary", "metric": "mean_zeroshot_top1", "value": float(np.mean(top1))})
+            if t.summary and metric == t.summary[0]: means.setdefault(t.summary[1], []).append(float(v))
+    rows += [{"task": "summary", "metric": k, "value": float(np.mean(v))} for k, v in means.items()]
     df = pd.DataFrame(rows, columns=["task", "metric", "value"])
     df.attrs["n_samples"] = len(enc["id"])
     return df
@@ -240,6 +242,18 @@ def register_suite(name: str, # the name the suite is chosen by
     "Decorator: make a function `manifest -> list[Task]` available by name in `SUITES`."
     def deco(fn): SUITES[name] = fn; return fn
     return deco
+
+def _lazy_suite(name: str, module: str) -> Callable:
+    "A stand-in in `SUITES` for a suite that `module` registers when imported (the import replaces the stand-in)."
+    def load(manifest: dict) -> list[Task]:
+        import importlib; importlib.import_module(module)
+        if SUITES.get(name) is load: raise RuntimeError(f"importing {module} did not register the suite {name!r}")
+        return SUITES[name](manifest)
+    load.__doc__ = f"The {name!r} suite, registered by `{module}` on first use."
+    return load
+
+# aced_lab.scene_eval imports this module, so it cannot be imported here: it is imported when first used
+SUITES["scenes"] = _lazy_suite("scenes", "aced_lab.scene_eval")
 
 def attribute_tasks(manifest: dict, # a dataset manifest from `aced_lab.synthetic`
                     attributes: Sequence[str], # attributes to classify zero-shot
