@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from .core import check_choice
 
 # %% auto #0
-__all__ = ['SCORES', 'LOSSES', 'SELECTORS', 'Score', 'register_score', 'learnability', 'hard_learner', 'easy_reference', 'iid',
-           'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample', 'joint_scores', 'select_joint',
-           'register_selector', 'select', 'score_super_batch', 'replay_arrays', 'reselect', 'reference_scalars',
-           'ACIDSelection']
+__all__ = ['SCORES', 'LOSSES', 'REF_CONTEXTS', 'SELECTORS', 'Score', 'register_score', 'learnability', 'hard_learner',
+           'easy_reference', 'iid', 'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample',
+           'joint_scores', 'select_joint', 'register_selector', 'select', 'score_super_batch', 'replay_arrays',
+           'reselect', 'reference_scalars', 'ACIDSelection']
 
 # %% ../nbs/06_acid.ipynb #4dc8ad7f
 @dataclass(frozen=True)
@@ -118,6 +118,7 @@ def select_sample(scores: torch.Tensor, # (B,) per-example scores
 
 # %% ../nbs/06_acid.ipynb #a76ecb74
 LOSSES = ("sigmoid", "softmax")
+REF_CONTEXTS = ("batch", "chosen") # what the reference judges each candidate against in joint selection
 
 def _check_logits(learner_logits, ref_logits, score):
     need = get_score(score).needs
@@ -137,6 +138,19 @@ def _sigmoid_pair_losses(x: torch.Tensor) -> torch.Tensor:
     z = 2 * torch.eye(len(x), dtype=x.dtype, device=x.device) - 1
     return F.softplus(-z * x)
 
+def _sigmoid_cond_loss(x: torch.Tensor, # (B,B) logits
+                       chosen: torch.Tensor, # (B,) bool, the set S (i not in it)
+                      ) -> torch.Tensor:
+    "Per-example sigmoid loss (B,) of each i ∉ S inside S ∪ {i}: its own pair term and its pairs with S."
+    L, m = _sigmoid_pair_losses(x), chosen.to(x.dtype)  # (B,B), (B,)
+    return L.diagonal() + L @ m + L.T @ m
+
+def _whole_batch_loss(x: torch.Tensor, loss: str) -> torch.Tensor:
+    "Per-example loss (B,) of each i against all the others: what the reference judges a pair by (ref_context='batch')."
+    if loss == "softmax": return _softmax_cond_loss(x, torch.ones(len(x), dtype=torch.bool, device=x.device))
+    L = _sigmoid_pair_losses(x)
+    return L.sum(0) + L.sum(1) - L.diagonal()
+
 def _softmax_cond_loss(x: torch.Tensor, # (B,B) logits
                        chosen: torch.Tensor, # (B,) bool, the set S
                       ) -> torch.Tensor:
@@ -151,11 +165,17 @@ def joint_scores(learner_logits: torch.Tensor | None, # (B,B) learner image-text
                  chosen: torch.Tensor, # (B,) bool mask of the examples already chosen (the set S)
                  loss: str = "sigmoid", # "sigmoid" or "softmax"
                  score: str = "learnability", # one of `SCORES`
+                 ref_context: str = "batch", # the reference's loss of i: against the whole super-batch, or S ∪ {i} ("chosen")
                 ) -> torch.Tensor:
     "Score (B,) of each candidate conditioned on the chosen set S, by the direct masked formula."
     check_choice("loss", loss, LOSSES); check_choice("score", score, SCORES); _check_logits(learner_logits, ref_logits, score)
+    check_choice("ref_context", ref_context, REF_CONTEXTS)
     xs = [None if x is None else _as_float(x) for x in (learner_logits, ref_logits)]
     if not all(torch.isfinite(x).all() for x in xs if x is not None): raise ValueError("logits contain NaN or inf")
+    if ref_context == "batch" and xs[1] is not None:  # per-model losses: the learner's given S, the reference's given all
+        learner = None if xs[0] is None else (_sigmoid_cond_loss(xs[0], chosen) if loss == "sigmoid" else
+                                              _softmax_cond_loss(xs[0], chosen if chosen.any() else ~chosen))
+        return example_scores(learner, _whole_batch_loss(xs[1], loss), score)
     if loss == "sigmoid":
         A = example_scores(*[None if x is None else _sigmoid_pair_losses(x) for x in xs], score)  # (B,B)
         m = chosen.to(A.dtype)  # (B,)
@@ -205,19 +225,24 @@ def select_joint(learner_logits: torch.Tensor | None, # (B,B) learner image-text
                  score: str = "learnability", # one of `SCORES`
                  temperature: float = 1.0, # τ in exp(score/τ); 0 = greedy top-k in each round
                  generator: torch.Generator | None = None, # seeded RNG for repeatable draws
+                 ref_context: str = "batch", # the reference's loss of i: against the whole super-batch, or S ∪ {i} ("chosen")
                 ) -> torch.Tensor:
     "Indices (b,) of a sub-batch chosen jointly (JEST), unique, in the order chosen."
-    check_choice("loss", loss, LOSSES); check_choice("score", score, SCORES)
+    check_choice("loss", loss, LOSSES); check_choice("score", score, SCORES); check_choice("ref_context", ref_context, REF_CONTEXTS)
     B = _check_logits(learner_logits, ref_logits, score); _check_b(b, B); _check_temperature(temperature)
     if not (isinstance(n_chunks, int) and n_chunks >= 1): raise ValueError(f"n_chunks={n_chunks!r} must be an int >= 1")
     xs = [None if x is None else _as_float(x) for x in (learner_logits, ref_logits)]
     dev = next(x for x in xs if x is not None).device
+    fixed = None  # (B,) the reference's losses against the whole super-batch, the same in every round
+    if ref_context == "batch" and xs[1] is not None:
+        fixed, xs = _whole_batch_loss(xs[1], loss), [xs[0], None]
     with _one_cpu_thread(dev):
         xts = [None if x is None else x.T.contiguous() for x in xs]  # (B,B) each, for contiguous row gathers
         states = [None if x is None else _cond_init(x, loss) for x in xs]  # (2,B) each
         chosen, bad, out = torch.zeros(B, dtype=torch.bool, device=dev), torch.zeros((), dtype=torch.bool, device=dev), []
         for r, c in enumerate(_chunks(b, n_chunks)):
             losses = [None if x is None else _cond_loss(x, st, loss, r == 0) for x, st in zip(xs, states)]  # (B,) each
+            if fixed is not None: losses[1] = fixed
             s = example_scores(*losses, score)  # (B,)
             bad |= ~torch.isfinite(s).all()  # checked once at the end: no host sync inside the loop
             idx = _gumbel_topk(s.masked_fill(chosen, -math.inf), c, temperature, generator)  # (c,) chosen: never again
@@ -248,8 +273,8 @@ def _sample(b, scores=None, temperature=1.0, generator=None, **_):
 
 @register_selector("joint")
 def _joint(b, learner_logits=None, ref_logits=None, score="learnability", loss="sigmoid", n_chunks=16,
-           temperature=1.0, generator=None, **_):
-    return select_joint(learner_logits, ref_logits, b, n_chunks, loss, score, temperature, generator)
+           temperature=1.0, generator=None, ref_context="batch", **_):
+    return select_joint(learner_logits, ref_logits, b, n_chunks, loss, score, temperature, generator, ref_context)
 
 def select(method: str, # a name in `SELECTORS`: "topk", "sample", "joint", or one registered
            b: int, # sub-batch size
@@ -302,7 +327,8 @@ def replay_arrays(learner_out: dict, # the learner's outputs on the super-batch:
         learner_out = {"image_features": torch.zeros(B, 0), "text_features": torch.zeros(B, 0), "logit_scale": torch.tensor(float("nan"))}
     f16 = lambda x: x.detach().to(torch.float16).cpu().numpy()  # (B, D)
     scal = lambda o: np.array([float(o["logit_scale"]), float(o["logit_bias"]) if o.get("logit_bias") is not None else np.nan], np.float32)
-    rule = dict(loss=LOSS_KIND[cfg.loss], score=cfg.score, selection=cfg.selection, temperature=cfg.select_temperature, n_chunks=cfg.n_chunks)
+    rule = dict(loss=LOSS_KIND[cfg.loss], score=cfg.score, selection=cfg.selection, temperature=cfg.select_temperature,
+                n_chunks=cfg.n_chunks, ref_context=getattr(cfg, "joint_reference", "batch"))
     out = {f"{k}_{m}": f16(o[f"{m}_features"]) for k, o in (("learner", learner_out), ("ref", ref_out)) for m in ("image", "text")}
     out.update(learner_scalars=scal(learner_out), ref_scalars=scal(ref_out), settings=np.array(json.dumps(rule)), rng_state=rng.cpu().numpy())
     return out
@@ -318,6 +344,7 @@ def reselect(rec: dict, # a selection record: an npz's arrays, or `views.as_sele
              temperature: float | None = None, # τ of the sampling selectors (None: as recorded)
              filter_ratio: float | None = None, # keep round((1 - f)·B) (None: as many as were kept)
              n_chunks: int | None = None, # joint selection's rounds (None: as recorded)
+             ref_context: str | None = None, # joint selection: "batch" or "chosen" (None: as recorded)
             ) -> dict:
     "Select a recorded super-batch again under any rule: scores (B,), losses (B,) and the selected mask (B,), as numpy."
     r = rec.get("replay", rec)
@@ -337,7 +364,8 @@ def reselect(rec: dict, # a selection record: an npz's arrays, or `views.as_sele
     try: gen.set_state(torch.from_numpy(np.asarray(r["rng_state"])))
     except RuntimeError: gen.manual_seed(0)  # recorded on a GPU: its RNG cannot replay on the CPU
     idx = select(selection, b, s["score"], s["learner_logits"], s["ref_logits"], rule["temperature"] if temperature is None else temperature,
-                 gen, n_chunks=n_chunks or rule["n_chunks"], loss=rule["loss"], score=score)  # (b,)
+                 gen, n_chunks=n_chunks or rule["n_chunks"], loss=rule["loss"], score=score,
+                 ref_context=ref_context or rule.get("ref_context", "chosen"))  # (b,); records before ref_context: JEST's "chosen"
     sel = np.zeros(B, bool); sel[idx.numpy()] = True
     nan = np.full(B, np.nan, np.float32)
     return {"score": s["score"].numpy(), "learner_loss": nan if learner is None else s["learner_loss"].numpy(),
@@ -406,7 +434,8 @@ class ACIDSelection(Callback):
         record = c.selection_every and (t.step + 1) % c.selection_every == 0
         rng = self.gen.get_state() if record else None  # a replay draws the same sub-batch from it
         t.keep = select(c.selection, c.batch_size, s["score"], s["learner_logits"], s["ref_logits"], c.select_temperature,
-                        self.gen, n_chunks=c.n_chunks, loss=LOSS_KIND[c.loss], score=c.score)  # (b,) indices into the super-batch
+                        self.gen, n_chunks=c.n_chunks, loss=LOSS_KIND[c.loss], score=c.score,
+                        ref_context=c.joint_reference)  # (b,) indices into the super-batch
         self.select_time = time.perf_counter() - t0
         if record: self._record(t, rng)
 

@@ -14,7 +14,7 @@ from .core import ConfigError, RunConfig, check_choice, check_int, check_ints, i
 from .eval import SUITES
 from .models import SHIPPED_MODELS
 from .losses import KDLoss
-from .acid import SCORES, SELECTORS, ACIDSelection
+from .acid import SCORES, SELECTORS, REF_CONTEXTS, ACIDSelection
 from .reference_cache import open_reference_cache
 from .bandits import POLICIES
 
@@ -56,6 +56,7 @@ class TrainConfig(RunConfig):
     selection: str = "joint" # ACID selector in `aced_lab.acid.SELECTORS`: "joint" (JEST), "sample" (∝ exp(score/τ)), "topk", or one registered
     score: str = "learnability" # a name in `aced_lab.acid.SCORES`: "learnability", "hard_learner", "easy_reference", "iid", or one registered
     n_chunks: int = 16 # joint selection: rounds per sub-batch
+    joint_reference: str = "batch" # joint selection: the reference judges each pair against the whole super-batch ("batch") or only the chosen set, as the learner ("chosen", JEST as published)
     select_temperature: float = 1.0 # τ of the sampling selectors
     kd_weight: float = 1.0 # λ: weight of the KD loss
     kd_temperature: float = 1.0 # KD softmax temperature
@@ -85,6 +86,7 @@ class TrainConfig(RunConfig):
         if not 0 <= self.mismatch_frac < 1: raise ConfigError(f"mismatch_frac must be in [0, 1), got {self.mismatch_frac!r}")
         if self.eval_suite != "auto": check_choice("eval_suite", self.eval_suite, tuple(SUITES))
         check_choice("selection", self.selection, list(SELECTORS)); check_choice("score", self.score, list(SCORES))
+        check_choice("joint_reference", self.joint_reference, REF_CONTEXTS)
         needs = METHODS[self.method].needs  # "reference": reference=...; "teacher": teacher=... or reference=...
         if self.reference is None and ("reference" in needs or ("teacher" in needs and self.teacher is None)):
             raise ConfigError(f"method={self.method!r} needs a reference/teacher model: pass reference=<weights file or "
