@@ -9,8 +9,8 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import webdataset as wds
-from .core import ConfigError, from_dict, check_choice, to_dict, atomic_write, atomic_write_json, dir_lock
-from .shards import encode_image, read_samples, image_grid, shard_spec, run_tasks, clear_shards, reuse_manifest
+from .core import ConfigError, from_dict, check_choice, atomic_write
+from .shards import encode_image, read_samples, image_grid, make_dataset
 from .scene_parts import (SHAPES, COLOURS, SIZES, POSITIONS, SCENE_ATTRIBUTES, RELATIONS, BACKGROUNDS, SCENE_CORRUPTIONS,
     NUMBERS, CAPTION_TEMPLATES, MAX_WORDS, FULL_DETAIL, PARTIAL_DETAIL, CAPTION_EDITS, scene_layout, scene_objects, render_scenes,
     render_caption, caption_holds, clean_caption, junk_images, near_copy, read_object)
@@ -187,26 +187,9 @@ def make_scenes(root, # folder for the shards and manifest.json
                ) -> dict: # the manifest
     "Generate the scenes dataset as webdataset shards under `root` (or reuse it if already there)."
     cfg = from_dict(ScenesConfig, {**asdict(cfg or ScenesConfig()), **overrides})
-    root = Path(root).absolute(); config = to_dict(cfg)
-    if (man := reuse_manifest(root, "scenes", config, _VERSION)) is not None: return man
-    with dir_lock(root):
-        if (man := reuse_manifest(root, "scenes", config, _VERSION)) is not None: return man  # another process just made it
-        return _make_scenes(root, cfg, config, num_workers, progress)
-
-def _make_scenes(root: Path, cfg: ScenesConfig, config: dict, num_workers, progress) -> dict:
-    clear_shards(root)
-    shards = {s: -(-n // cfg.shard_size) for s, n in (("train", cfg.n_train), ("eval", cfg.n_eval))}
-    tasks = [(cfg, s, i, root / f"{s}-{i:06d}.tar") for s, k in shards.items() for i in range(k)]
-    counts = dict.fromkeys(SCENE_CORRUPTIONS, 0)
-    for split, kinds in run_tasks(_scenes_task, tasks, num_workers, progress, "scenes"):
-        if split == "train":
-            for k in kinds: counts[k] += 1
-    man = {"name": "scenes", "version": _VERSION, "root": str(root), "config": config,
-           "train": shard_spec(root, "train", shards["train"]), "eval": shard_spec(root, "eval", shards["eval"]),
-           "n_train": cfg.n_train, "n_eval": cfg.n_eval, "attributes": {k: list(v) for k, v in SCENE_ATTRIBUTES.items()},
-           "caption_templates": {k: list(v) for k, v in CAPTION_TEMPLATES.items()}, "corruption_counts": counts}
-    atomic_write_json(root / "manifest.json", man)
-    return man
+    return make_dataset(root, "scenes", cfg, _VERSION, _scenes_task, SCENE_CORRUPTIONS, num_workers=num_workers, progress=progress,
+                        extra={"attributes": {k: list(v) for k, v in SCENE_ATTRIBUTES.items()},
+                               "caption_templates": {k: list(v) for k, v in CAPTION_TEMPLATES.items()}})
 
 # %% ../nbs/02c_scenes.ipynb #d1282e03
 def preview_scenes(manifest: dict, # from `make_scenes`

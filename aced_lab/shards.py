@@ -11,10 +11,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 import webdataset as wds
 from tqdm.auto import tqdm
+from .core import to_dict, atomic_write_json, dir_lock
 
 # %% auto #0
 __all__ = ['encode_png', 'encode_image', 'write_shard', 'read_samples', 'shard_spec', 'run_tasks', 'clear_shards',
-           'reuse_manifest', 'image_grid', 'preview']
+           'reuse_manifest', 'make_dataset', 'image_grid', 'preview']
 
 # %% ../nbs/02a_shards.ipynb #0358a6a4
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -132,6 +133,35 @@ def reuse_manifest(root: Path, # the dataset folder
     if man.get("root") != str(root):  # the folder moved: point at where it is now
         man.update(root=str(root), **{s: shard_spec(root, s, k) for s, k in shards.items()})
     return man
+
+# %% ../nbs/02a_shards.ipynb #2e0d5c6a
+def make_dataset(root, # the dataset folder
+                 name: str, # the dataset's name, e.g. "shapes" (the manifest's and the progress bar's)
+                 cfg, # its config dataclass: `n_train`, `n_eval`, `shard_size`; all of it is the cache key
+                 version: int, # the generator's version: bump it when its output changes
+                 task, # (cfg, split, shard, path) tuple -> (split, corruption kinds of the samples written); module level
+                 kinds, # the corruption kinds counted in the manifest
+                 extra: dict | None = None, # more manifest fields (attributes, templates, ...)
+                 num_workers: int | None = None, # processes (default: one per core, at most one per shard)
+                 progress: bool = True, # a progress bar over shards
+                ) -> dict: # the manifest
+    "Build a dataset's shards under `root` once per config (reused after, across processes) and write its manifest."
+    root, config = Path(root).absolute(), to_dict(cfg)
+    if (man := reuse_manifest(root, name, config, version)) is not None: return man
+    with dir_lock(root):
+        if (man := reuse_manifest(root, name, config, version)) is not None: return man  # another process just made it
+        clear_shards(root)
+        shards = {s: -(-n // cfg.shard_size) for s, n in (("train", cfg.n_train), ("eval", cfg.n_eval))}
+        tasks = [(cfg, s, i, root / f"{s}-{i:06d}.tar") for s, k in shards.items() for i in range(k)]
+        counts = dict.fromkeys(kinds, 0)
+        for split, ks in run_tasks(task, tasks, num_workers, progress, name):
+            if split == "train":
+                for k in ks: counts[k] += 1
+        man = {"name": name, "version": version, "root": str(root), "config": config,
+               "train": shard_spec(root, "train", shards["train"]), "eval": shard_spec(root, "eval", shards["eval"]),
+               "n_train": cfg.n_train, "n_eval": cfg.n_eval, **(extra or {}), "corruption_counts": counts}
+        atomic_write_json(root / "manifest.json", man)
+        return man
 
 # %% ../nbs/02a_shards.ipynb #4d289a0a
 def image_grid(images, # sequence of (H, W, 3) uint8 arrays

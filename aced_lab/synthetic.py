@@ -10,8 +10,9 @@ from statistics import NormalDist
 from pathlib import Path
 import numpy as np
 from .core import ConfigError, from_dict, check_choice, to_dict, atomic_write_json, cache_dir, dir_lock
-from .shards import (
-    encode_png, encode_image, write_shard, read_samples, image_grid, preview, shard_spec, run_tasks, clear_shards, reuse_manifest)
+from aced_lab.shards import (
+    encode_png, encode_image, write_shard, read_samples, image_grid, preview, shard_spec, run_tasks, clear_shards, reuse_manifest,
+    make_dataset)
 _all_ = ["encode_png", "encode_image", "write_shard", "read_samples", "image_grid", "preview"]  # re-exported from shards
 
 # %% auto #0
@@ -222,26 +223,8 @@ def make_shapes(root, # folder for the shards and manifest.json
                ) -> dict: # the manifest
     "Generate the shapes dataset as webdataset shards under `root` (or reuse it if already there)."
     cfg = from_dict(ShapesConfig, {**asdict(cfg or ShapesConfig()), **overrides})
-    root = Path(root).absolute(); config = to_dict(cfg)
-    if (man := reuse_manifest(root, "shapes", config, _VERSION)) is not None: return man
-    with dir_lock(root):
-        if (man := reuse_manifest(root, "shapes", config, _VERSION)) is not None: return man  # another process just made it
-        return _make_shapes(root, cfg, config, num_workers, progress)
-
-def _make_shapes(root: Path, cfg: ShapesConfig, config: dict, num_workers, progress) -> dict:
-    clear_shards(root)
-    shards = {s: -(-n // cfg.shard_size) for s, n in (("train", cfg.n_train), ("eval", cfg.n_eval))}
-    tasks = [(cfg, s, i, root / f"{s}-{i:06d}.tar") for s, k in shards.items() for i in range(k)]
-    counts = dict.fromkeys(CORRUPTIONS, 0)
-    for split, kinds in run_tasks(_shapes_task, tasks, num_workers, progress, "shapes"):
-        if split == "train":
-            for k in kinds: counts[k] += 1
-    man = {"name": "shapes", "version": _VERSION, "root": str(root), "config": config,
-           "train": shard_spec(root, "train", shards["train"]), "eval": shard_spec(root, "eval", shards["eval"]),
-           "n_train": cfg.n_train, "n_eval": cfg.n_eval, "attributes": {k: list(v) for k, v in ATTRIBUTES.items()},
-           "templates": list(CAPTION_TEMPLATES), "corruption_counts": counts}
-    atomic_write_json(root / "manifest.json", man)
-    return man
+    return make_dataset(root, "shapes", cfg, _VERSION, _shapes_task, CORRUPTIONS, num_workers=num_workers, progress=progress,
+                        extra={"attributes": {k: list(v) for k, v in ATTRIBUTES.items()}, "templates": list(CAPTION_TEMPLATES)})
 
 # %% ../nbs/02_synthetic.ipynb #6e2e4e99
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

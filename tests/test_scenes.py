@@ -1,33 +1,19 @@
 "Tests for aced_lab.scenes: determinism, what each corruption kind really is, rates, pixels, captions, loader, prompts."
-import hashlib, re, tarfile
+import re, tarfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from braceexpand import braceexpand
 
 from aced_lab.core import ConfigError
-from aced_lab.shards import read_samples
 from aced_lab.scene_parts import (BACKGROUNDS, CAPTION_TEMPLATES, COLOURS, MAX_WORDS, RELATIONS, SCENE_ATTRIBUTES,
                                   SCENE_CORRUPTIONS, SHAPES, SIZES, caption_holds, relation_holds, render_caption, scene_masks)
 from aced_lab.scenes import ScenesConfig, make_scenes, scene_prompts
+from shard_helpers import member_digest, all_samples
 
 SMALL = dict(n_train=3000, n_eval=200, shard_size=1000, progress=False)
 ATTRS = tuple(SCENE_ATTRIBUTES)
-
-
-def member_digest(root) -> str:
-    "sha256 over (name, bytes) of every member of every shard under root."
-    h = hashlib.sha256()
-    for p in sorted(Path(root).glob("*.tar")):
-        with tarfile.open(p) as tf:
-            for m in tf: h.update(m.name.encode()); h.update(tf.extractfile(m).read())
-    return h.hexdigest()
-
-
-def all_samples(man, split):
-    return [s for p in braceexpand(man[split]) for s in read_samples(p)]
 
 
 @pytest.fixture(scope="module")

@@ -1,29 +1,16 @@
 "Tests for aced_lab.synthetic: determinism, corruption kinds and fractions, caption_attrs, digits, prompts, caching."
-import hashlib, json, tarfile
+import json, tarfile
 from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
 from aced_lab.core import ConfigError
 from aced_lab.synthetic import (ATTRIBUTES, CAPTION_TEMPLATES, CORRUPTIONS, COLOURS, DIGITS, ShapesConfig, make_shapes,
-                                make_digits, default_data, zero_shot_prompts, read_samples, render_shapes)
+                                make_digits, default_data, zero_shot_prompts, render_shapes)
+from shard_helpers import member_digest, all_samples
 
 FRACS = dict(mismatch_frac=0.3, near_dup_frac=0.1, attr_swap_frac=0.1)
 SMALL = dict(n_train=1500, n_eval=200, shard_size=500, progress=False, **FRACS)
-
-
-def member_digest(root) -> str:
-    "sha256 over (name, bytes) of every member of every shard under root."
-    h = hashlib.sha256()
-    for p in sorted(Path(root).glob("*.tar")):
-        with tarfile.open(p) as tf:
-            for m in tf: h.update(m.name.encode()); h.update(tf.extractfile(m).read())
-    return h.hexdigest()
-
-
-def all_samples(man, split):
-    from braceexpand import braceexpand
-    return [s for p in braceexpand(man[split]) for s in read_samples(p)]
 
 
 @pytest.fixture(scope="module")
