@@ -13,7 +13,7 @@ import ipywidgets as widgets
 from fastcore.basics import patch
 from .synthetic import CORRUPTIONS
 from .records import load_records, read_selection
-from .acid import SCORES, SELECTORS, reselect
+from .acid import SCORES, SELECTORS, REF_CONTEXTS, reselect
 from .reference_health import blind_reference, BLIND_WINDOW
 # the live machinery and the view models (importable from here too: this was their home)
 from .live import DashboardConfig, Throttle, KIND_COLOURS, ARM_COLOURS, _vline, _Traces, _Dashboard, DashboardCallback, train_in_background
@@ -219,8 +219,9 @@ def _whatif_init(self: SelectionDashboard):
     self.wi_selection = widgets.Dropdown(options=list(SELECTORS), description="selector", layout=lay)
     self.wi_temperature = widgets.BoundedFloatText(1.0, min=0, max=100, step=0.1, description="τ", layout=lay)
     self.wi_filter = widgets.FloatSlider(0.8, min=0, max=0.95, step=0.05, description="filter f", layout=lay)
+    self.wi_ref = widgets.Dropdown(options=list(REF_CONTEXTS), description="reference", layout=lay)  # joint: vs batch or chosen set
     self.wi_out, self._wi_file, self._wi_ruled = widgets.HTML(), (None, None), False
-    for w in (self.wi_on, self.wi_score, self.wi_selection, self.wi_temperature, self.wi_filter):
+    for w in (self.wi_on, self.wi_score, self.wi_selection, self.wi_temperature, self.wi_filter, self.wi_ref):
         w.observe(lambda c: self._draw_whatif(self.index), "value")
 
 @patch
@@ -248,11 +249,11 @@ def _draw_whatif(self: SelectionDashboard, i):
         if not self._wi_ruled:  # first time: start from the rule the run used
             rule = json.loads(str(self._replay(rec["step"])["settings"]))
             self._wi_ruled, f = True, round(1 - rec["selected"].sum() / len(rec["selected"]), 2)
-            for w, v in ((self.wi_score, rule["score"]), (self.wi_selection, rule["selection"]),
-                         (self.wi_temperature, rule["temperature"]), (self.wi_filter, f)): w.value = v  # each redraws; fine
+            for w, v in ((self.wi_score, rule["score"]), (self.wi_selection, rule["selection"]), (self.wi_temperature, rule["temperature"]),
+                         (self.wi_filter, f), (self.wi_ref, rule.get("ref_context", "chosen"))): w.value = v  # each redraws; fine
             return
         ch = self.whatif(i, score=self.wi_score.value, selection=self.wi_selection.value, temperature=self.wi_temperature.value,
-                         filter_ratio=self.wi_filter.value)
+                         filter_ratio=self.wi_filter.value, ref_context=self.wi_ref.value)
     except (ValueError, KeyError, FileNotFoundError) as e:
         self.wi_out.value = f"<i>what-if unavailable: {_html.escape(str(e))}</i>"; return
     self.wi_out.value = self._whatif_html(rec, ch)
@@ -274,7 +275,7 @@ def _whatif_html(self: SelectionDashboard, rec, ch) -> str:
 @patch
 def _layout(self: SelectionDashboard):
     return widgets.VBox([self.status, widgets.HBox([self.play, self.slider, self.step_label, self.filter]), self.fig, self.gallery,
-        widgets.VBox([self.wi_on, widgets.HBox([self.wi_score, self.wi_selection, self.wi_temperature, self.wi_filter]), self.wi_out])])
+        widgets.VBox([self.wi_on, widgets.HBox([self.wi_score, self.wi_selection, self.wi_temperature, self.wi_filter, self.wi_ref]), self.wi_out])])
 
 @patch
 def _html_parts(self: SelectionDashboard) -> list[str]:
