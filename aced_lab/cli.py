@@ -10,7 +10,7 @@ from .core import ConfigError, RunConfig, _closest
 
 # %% auto #0
 __all__ = ['COMMANDS', 'parse_value', 'config_parser', 'load_config_file', 'parse_config', 'cmd_train', 'cmd_data', 'cmd_eval',
-           'cmd_cache_reference', 'cmd_teacher', 'cmd_lit_decoder', 'main']
+           'cmd_cache_reference', 'cmd_teacher', 'cmd_lit_decoder', 'cmd_export', 'main']
 
 # %% ../nbs/11_cli.ipynb #f1bb4e77
 def parse_value(s: str):
@@ -118,8 +118,19 @@ def cmd_lit_decoder(argv):
     t = lit_decoder(cfg)
     if t.rank == 0 and t.eval_table is not None: print(t.eval_table.to_string(index=False))
 
+def cmd_export(argv):
+    from aced_lab.models import export_hub
+    p = argparse.ArgumentParser(prog="aced-lab export", allow_abbrev=False,
+                                description="Write a trained student as open_clip's Hub folder (local-dir: / hf-hub:).")
+    p.add_argument("source", help="a run folder (its latest checkpoint), a checkpoint .pt or a .safetensors file")
+    p.add_argument("out_dir", help="the folder to write")
+    p.add_argument("--model", default=None, help="open_clip architecture, when the source does not record it")
+    ns = p.parse_args(argv)
+    out = export_hub(ns.source, ns.out_dir, model=ns.model)
+    print(f"{out}\nload with open_clip.create_model_and_transforms('local-dir:{out}')")
+
 COMMANDS = {"train": cmd_train, "data": cmd_data, "eval": cmd_eval, "cache-reference": cmd_cache_reference,
-            "teacher": cmd_teacher, "lit-decoder": cmd_lit_decoder}
+            "teacher": cmd_teacher, "lit-decoder": cmd_lit_decoder, "export": cmd_export}
 
 def main(argv: list[str] | None = None):
     "Entry point of the `aced-lab` console script."

@@ -4,7 +4,8 @@
 
 # %% ../nbs/03_models.ipynb #3741341a
 from __future__ import annotations
-import os, importlib.resources
+import os, json, importlib.resources
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -12,11 +13,12 @@ import torch
 import open_clip
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from torch.utils.flop_counter import FlopCounterMode
-from .core import get_device, atomic_write
+from .core import ConfigError, get_device, atomic_write, atomic_write_json
 
 # %% auto #0
-__all__ = ['CONFIG_DIR', 'SHIPPED_MODELS', 'register_configs', 'ModelBundle', 'create', 'save_weights', 'load_weights',
-           'count_params', 'inference_flops', 'hash_weights', 'fingerprint', 'inputs_key', 'load_frozen', 'pair_gflops']
+__all__ = ['CONFIG_DIR', 'SHIPPED_MODELS', 'HUB_CONFIG', 'HUB_WEIGHTS', 'register_configs', 'ModelBundle', 'create',
+           'save_weights', 'load_weights', 'count_params', 'inference_flops', 'hash_weights', 'fingerprint',
+           'inputs_key', 'load_frozen', 'pair_gflops', 'model_card', 'export_hub']
 
 # %% ../nbs/03_models.ipynb #906fe3e4
 CONFIG_DIR = Path(str(importlib.resources.files("aced_lab"))) / "model_configs"
@@ -150,3 +152,95 @@ def load_frozen(name: str, weights, device) -> torch.nn.Module:
 def pair_gflops(model: torch.nn.Module) -> float:
     "Forward GFLOPs to encode one image and one text."
     f = inference_flops(model); return f["image_gflops"] + f["text_gflops"]
+
+# %% ../nbs/03_models.ipynb #4cf7f4b3
+HUB_CONFIG, HUB_WEIGHTS = "open_clip_config.json", "open_clip_model.safetensors"
+
+def _resolve_source(source: Path, model: str | None) -> tuple[Path, str | None, dict, dict | None]:
+    "(weights file, architecture, run config.json, eval.json) of an export source."
+    if not source.exists(): raise FileNotFoundError(f"export source not found: {source}")
+    run, ev = {}, None
+    if source.is_dir():
+        if (source / "config.json").is_file(): run = json.loads((source / "config.json").read_text())
+        if (source / "eval.json").is_file(): ev = json.loads((source / "eval.json").read_text())
+        latest = source / "checkpoints" / "latest.json"
+        if not latest.is_file(): raise FileNotFoundError(f"{source} is not a run folder with a checkpoint: no {latest}")
+        source = latest.parent / json.loads(latest.read_text())["path"]
+        if not source.is_file(): raise FileNotFoundError(f"{latest} names a missing checkpoint: {source}")
+        model = model or run.get("config", {}).get("model")
+    elif (source.parent / "teacher.json").is_file():  # aced_lab's embedded teacher
+        info = json.loads((source.parent / "teacher.json").read_text())
+        model = model or info.get("model"); ev = ev or ({"results": info["eval"]} if info.get("eval") else None)
+    return source, model, run, ev
+
+def _state_dict(path: Path) -> tuple[dict, str | None, dict]:
+    "(model state dict, recorded architecture, recorded config) of a weights file or checkpoint."
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        return load_file(str(path)), None, {}
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        return sd["state_dict"], sd.get("model_name"), sd.get("config") or {}
+    return sd, None, {}
+
+def _fmt(v): return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+def model_card(name: str, cfg: dict, run: dict, ev: dict | None, params: dict) -> str:
+    "A short README.md for an exported model: architecture, data, method, teacher/reference, eval table."
+    method, data = cfg.get("method", "unknown"), cfg.get("data", "unknown")
+    ref = cfg.get("reference"); teacher = cfg.get("teacher") or ref
+    lines = ["---", "library_name: open_clip", "tags: [clip, open_clip, aced_lab, distillation]", "---", "",
+             f"# {name} ({method})", "",
+             f"A CLIP model trained with [aced_lab](https://github.com/aced-lab/aced_lab) (method `{method}`), exported in open_clip's Hub format.", "",
+             "| | |", "|---|---|", f"| architecture | `{name}` ({params['total'] / 1e6:.2f}M parameters) |",
+             f"| data | `{data}` |", f"| method | `{method}` (loss `{cfg.get('loss', 'clip')}`) |"]
+    if cfg.get("steps") is not None: lines.append(f"| steps | {cfg['steps']} (batch size {cfg.get('batch_size')}) |")
+    if ref is not None: lines.append(f"| reference | `{cfg.get('reference_model')}` from `{ref}` |")
+    if teacher is not None and teacher != ref:
+        lines.append(f"| teacher | `{cfg.get('teacher_model') or cfg.get('reference_model')}` from `{teacher}` |")
+    if run.get("aced_lab_version"): lines.append(f"| aced_lab | {run['aced_lab_version']} |")
+    lines += ["", "## Evaluation", ""]
+    rows = (ev or {}).get("results") or []
+    if rows:
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        if ev.get("suite"): lines += [f"Suite `{ev['suite']}`" + (f", step {ev['step']}." if "step" in ev else "."), ""]
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    else: lines.append("No evaluation recorded.")
+    lines += ["", "## Use", "", "```python", "import open_clip",
+              'model, _, preprocess = open_clip.create_model_and_transforms("local-dir:PATH")  # or "hf-hub:ORG/REPO"',
+              'tokenizer = open_clip.get_tokenizer("local-dir:PATH")', "```", ""]
+    return "\n".join(lines)
+
+def export_hub(source, # a run folder, a checkpoint .pt or a .safetensors weights file
+               out_dir, # the folder to write (created)
+               model: str | None = None, # the architecture, when `source` does not record it
+              ) -> Path:
+    "Write `source`'s student as open_clip's Hub folder: `open_clip_config.json`, `open_clip_model.safetensors`, `README.md`."
+    path, model, run, ev = _resolve_source(Path(source), model)
+    sd, recorded, ckpt_cfg = _state_dict(path)
+    model = model or recorded
+    if model is None: raise ConfigError(f"cannot tell the architecture of {source}: pass model=<open_clip name> (--model)")
+    model_cfg = open_clip.get_model_config(model)
+    if model_cfg is None:
+        raise ConfigError(f"unknown architecture {model!r}. aced_lab ships {', '.join(SHIPPED_MODELS)}; "
+                          "any name from open_clip.list_models() works too")
+    model_cfg = deepcopy(model_cfg)
+    if "logit_bias" in sd: model_cfg["init_logit_bias"] = float(sd["logit_bias"])  # a sigmoid-loss (SigLIP) student
+    import logging
+    prev = logging.root.manager.disable
+    logging.disable(max(prev, logging.WARNING))  # open_clip warns of a random init: the weights come next
+    try: m = open_clip.create_model(model, pretrained=None, **{k: v for k, v in model_cfg.items() if k == "init_logit_bias"})
+    finally: logging.disable(prev)  # the caller's setting back
+    try: m.load_state_dict(sd, strict=True)
+    except RuntimeError as e: raise ConfigError(f"the weights in {path} do not fit {model!r}: {e}") from e
+    pp = m.visual.preprocess_cfg
+    preprocess_cfg = {"mean": list(pp["mean"]), "std": list(pp["std"]), "size": list(pp["size"]),
+                      "interpolation": pp["interpolation"], "resize_mode": pp["resize_mode"]}
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    save_weights(m, out / HUB_WEIGHTS)
+    atomic_write_json(out / HUB_CONFIG, {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg})
+    cfg = run.get("config") or ckpt_cfg
+    (out / "README.md").write_text(model_card(model, cfg, run, ev, count_params(m)))
+    for f in (HUB_WEIGHTS, HUB_CONFIG): os.chmod(out / f, 0o644)  # readable when shared (atomic writes make 0600)
+    return out
