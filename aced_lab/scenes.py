@@ -4,20 +4,17 @@
 
 # %% ../nbs/02c_scenes.ipynb #dd66fb6a
 from __future__ import annotations
-import os, re, json, zlib, struct, itertools
+import re, zlib, struct, itertools
 from dataclasses import dataclass, asdict
-from pathlib import Path
 import numpy as np
-import webdataset as wds
-from .core import ConfigError, from_dict, check_choice, atomic_write
-from .shards import encode_image, read_samples, image_grid, make_dataset
+from .core import ConfigError, from_dict, check_choice
+from .shards import read_samples, write_shard, png_chunk, image_grid, make_dataset
 from .scene_parts import (SHAPES, COLOURS, SIZES, POSITIONS, SCENE_ATTRIBUTES, RELATIONS, BACKGROUNDS, SCENE_CORRUPTIONS,
     NUMBERS, CAPTION_TEMPLATES, MAX_WORDS, FULL_DETAIL, PARTIAL_DETAIL, CAPTION_EDITS, scene_layout, scene_objects, render_scenes,
     render_caption, caption_holds, clean_caption, junk_images, near_copy, read_object)
 
 # %% auto #0
-__all__ = ['ScenesConfig', 'scenes_shard', 'encode_scene_png', 'write_scene_shard', 'make_scenes', 'preview_scenes',
-           'scene_prompts']
+__all__ = ['ScenesConfig', 'scenes_shard', 'encode_scene_png', 'make_scenes', 'preview_scenes', 'scene_prompts']
 
 # %% ../nbs/02c_scenes.ipynb #be3f7741
 @dataclass
@@ -142,9 +139,6 @@ def scenes_shard(cfg: ScenesConfig, # what to generate
     return out
 
 # %% ../nbs/02c_scenes.ipynb #c1b8e784
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
 def encode_scene_png(img: np.ndarray, # (H, W, 3) uint8
                     ) -> bytes:
     "Encode an RGB uint8 image as PNG with the Sub filter and Huffman-only deflate (fast on noisy images)."
@@ -152,31 +146,14 @@ def encode_scene_png(img: np.ndarray, # (H, W, 3) uint8
     raw = np.empty((h, w * 3 + 1), np.uint8); raw[:, 0] = 1  # filter type 1 (Sub) on every row
     raw[:, 1:4] = x[:, :3]; np.subtract(x[:, 3:], x[:, :-3], out=raw[:, 4:])  # uint8 wraps modulo 256, as PNG wants
     z = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + _png_chunk(b"IDAT", z.compress(raw.tobytes()) + z.flush()) + _png_chunk(b"IEND", b""))
-
-def write_scene_shard(path, # the .tar to (re)write
-                      samples, # iterable of {"key", "image" uint8 (H, W, 3), "caption", "meta"}
-                      image_format: str = "png", # "png" (`encode_scene_png`) or "jpg"
-                     ) -> int: # samples written
-    "`shards.write_shard` with the fast scene PNG encoder: a webdataset tar, atomic and reproducible."
-    path = Path(path); n = 0
-    def fill(f):
-        nonlocal n
-        with wds.TarWriter(f, encoder=False, mtime=0) as w:
-            for s in samples:
-                img = encode_scene_png(s["image"]) if image_format == "png" else encode_image(s["image"], image_format)
-                w.write({"__key__": s["key"], image_format: img, "txt": s["caption"].encode("utf-8"),
-                         "json": json.dumps(s["meta"]).encode("utf-8")})
-                n += 1
-    atomic_write(path, fill); os.chmod(path, 0o644)  # readable like `write_shard`'s (mkstemp makes 0600)
-    return n
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + png_chunk(b"IDAT", z.compress(raw.tobytes()) + z.flush()) + png_chunk(b"IEND", b""))
 
 # %% ../nbs/02c_scenes.ipynb #5b2f38ad
 def _scenes_task(args) -> tuple:
     cfg, split, shard, path = args
     samples = scenes_shard(cfg, split, shard)
-    write_scene_shard(path, samples, cfg.image_format)
+    write_shard(path, samples, cfg.image_format, encode_scene_png if cfg.image_format == "png" else None)
     return split, [s["meta"]["corruption"] for s in samples]
 
 def make_scenes(root, # folder for the shards and manifest.json

@@ -14,11 +14,11 @@ from tqdm.auto import tqdm
 from .core import to_dict, atomic_write_json, dir_lock
 
 # %% auto #0
-__all__ = ['encode_png', 'encode_image', 'write_shard', 'read_samples', 'shard_spec', 'run_tasks', 'clear_shards',
+__all__ = ['png_chunk', 'encode_png', 'encode_image', 'write_shard', 'read_samples', 'shard_spec', 'run_tasks', 'clear_shards',
            'reuse_manifest', 'make_dataset', 'image_grid', 'preview']
 
 # %% ../nbs/02a_shards.ipynb #0358a6a4
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
+def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 def encode_png(img: np.ndarray, # (H, W, 3) uint8
@@ -26,8 +26,8 @@ def encode_png(img: np.ndarray, # (H, W, 3) uint8
     "Encode an RGB uint8 image as PNG (8-bit truecolour, no filtering) — fast for small images."
     h, w, _ = img.shape
     raw = np.zeros((h, w * 3 + 1), np.uint8); raw[:, 1:] = img.reshape(h, w * 3)  # filter byte 0 per row
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + _png_chunk(b"IEND", b""))
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + png_chunk(b"IEND", b""))
 
 def encode_image(img: np.ndarray, # (H, W, 3) uint8
                  fmt: str = "png", # "png" or "jpg"
@@ -39,7 +39,8 @@ def encode_image(img: np.ndarray, # (H, W, 3) uint8
 # %% ../nbs/02a_shards.ipynb #4e76bfbb
 def write_shard(path, # the .tar to (re)write
                 samples, # iterable of {"key", "image" uint8 (H, W, 3), "caption", "meta"}
-                image_format: str = "png", # "png" or "jpg"
+                image_format: str = "png", # "png" or "jpg" (the member's extension)
+                encode=None, # image (H, W, 3) uint8 -> bytes in `image_format` (default: `encode_image`)
                ) -> int: # samples written
     "Write samples as a webdataset tar, atomically and reproducibly (fixed mtime)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,8 @@ def write_shard(path, # the .tar to (re)write
         with os.fdopen(fd, "wb") as f:
             with wds.TarWriter(f, encoder=False, mtime=0) as w:
                 for s in samples:
-                    w.write({"__key__": s["key"], image_format: encode_image(s["image"], image_format),
+                    img = encode(s["image"]) if encode else encode_image(s["image"], image_format)
+                    w.write({"__key__": s["key"], image_format: img,
                              "txt": s["caption"].encode("utf-8"), "json": json.dumps(s["meta"]).encode("utf-8")})
                     n += 1
             f.flush(); os.fsync(f.fileno())
