@@ -138,11 +138,15 @@ class EvalContext:
     device: torch.device = torch.device("cpu") # where the model runs
     batch_size: int = 256 # texts per forward
     precision: str = "auto" # autocast precision
+    preprocess: Callable | None = None # PIL.Image -> FloatTensor (3, H, W), for tasks that read their own images
+    max_samples: int | None = None # at most this many samples per task that reads its own data
+    progress: bool = False # show progress bars in tasks that encode their own data
 
 class Task(abc.ABC):
     "Base class of evaluation tasks: `run(enc, ctx)` yields `(metric, value)` pairs."
     kind = "task"
     summary = None # (metric, summary row): this task's `metric` joins the mean reported as that summary row
+    own_data = False # True: the task reads and encodes its own samples; `run` gets enc=None
     @abc.abstractmethod
     def run(self, enc: dict, ctx: EvalContext) -> Iterator[tuple[str, float]]: ...
 
@@ -206,7 +210,7 @@ class RetrievalTask(Task):
 
 # %% ../nbs/05_eval.ipynb #6e5373b4
 def run_tasks(tasks: Sequence[Task], # the tasks to run
-              enc: dict, # from `encode` (shared by all tasks)
+              enc: dict | None, # from `encode` (shared by all tasks); None when every task reads its own data
               ctx: EvalContext | None = None, # model, tokenizer, device for tasks that need them
              ) -> pd.DataFrame:
     "Run `tasks` on the encoded eval set; a tidy DataFrame [task, metric, value] plus summary rows (mean zero-shot top-1)."
@@ -218,7 +222,7 @@ def run_tasks(tasks: Sequence[Task], # the tasks to run
             if t.summary and metric == t.summary[0]: means.setdefault(t.summary[1], []).append(float(v))
     rows += [{"task": "summary", "metric": k, "value": float(np.mean(v))} for k, v in means.items()]
     df = pd.DataFrame(rows, columns=["task", "metric", "value"])
-    df.attrs["n_samples"] = len(enc["id"])
+    if enc is not None: df.attrs["n_samples"] = len(enc["id"])
     return df
 
 def select(enc: dict, # from `encode`
@@ -238,22 +242,24 @@ def flat_results(df: pd.DataFrame, # from `evaluate` / `run_tasks`
 SUITES: dict[str, Callable] = {}
 
 def register_suite(name: str, # the name the suite is chosen by
+                   own_data: bool = False, # True: the suite's tasks read `data` themselves (its manifest is {"name", "eval": data})
                   ) -> Callable:
     "Decorator: make a function `manifest -> list[Task]` available by name in `SUITES`."
-    def deco(fn): SUITES[name] = fn; return fn
+    def deco(fn): fn.own_data = own_data; SUITES[name] = fn; return fn
     return deco
 
-def _lazy_suite(name: str, module: str) -> Callable:
+def _lazy_suite(name: str, module: str, own_data: bool = False) -> Callable:
     "A stand-in in `SUITES` for a suite that `module` registers when imported (the import replaces the stand-in)."
     def load(manifest: dict) -> list[Task]:
         import importlib; importlib.import_module(module)
         if SUITES.get(name) is load: raise RuntimeError(f"importing {module} did not register the suite {name!r}")
         return SUITES[name](manifest)
-    load.__doc__ = f"The {name!r} suite, registered by `{module}` on first use."
+    load.__doc__ = f"The {name!r} suite, registered by `{module}` on first use."; load.own_data = own_data
     return load
 
 # aced_lab.scene_eval imports this module, so it cannot be imported here: it is imported when first used
 SUITES["scenes"] = _lazy_suite("scenes", "aced_lab.scene_eval")
+SUITES["clip_benchmark"] = _lazy_suite("clip_benchmark", "aced_lab.wds_benchmarks", own_data=True)
 
 def attribute_tasks(manifest: dict, # a dataset manifest from `aced_lab.synthetic`
                     attributes: Sequence[str], # attributes to classify zero-shot
@@ -299,12 +305,12 @@ def _default_manifest(suite: str | None, eval_spec) -> dict:
             return {**json.loads(p.read_text()), "eval": str(eval_spec)}
     from aced_lab import synthetic
     attributes = {"shapes": {k: list(v) for k, v in synthetic.ATTRIBUTES.items()},
-                  "digits": {"digit": list(synthetic.DIGITS)}}.get(suite, {})
+                  "digits": {"digit": list(synthetic.DIGITS)}}.get(suite if isinstance(suite, str) else None, {})
     return {"name": suite, "eval": eval_spec, "attributes": attributes}
 
 def evaluate(bundle_or_model, # a `ModelBundle` (or an open_clip model, with `tokenizer` and `preprocess`)
              suite, # a name in `SUITES`, a list of tasks, or None for the manifest's own
-             data, # a manifest dict, a shard spec / CSV path, or an iterable of batches
+             data, # a manifest dict, a shard spec / CSV path, an iterable of batches; what an `own_data` suite reads
              device: str | torch.device = "cpu", # where the model already is ("auto" picks CUDA when there is one)
              batch_size: int = 256, # eval batch size
              max_samples: int | None = None, # evaluate on at most this many samples
@@ -324,8 +330,11 @@ def evaluate(bundle_or_model, # a `ModelBundle` (or an open_clip model, with `to
     if isinstance(data, dict): manifest = data; suite = manifest.get("name") if suite is None else suite
     elif suite is None: raise ValueError("evaluate: name a suite when data is not a dataset manifest "
                                          f"(one of: {', '.join(map(repr, SUITES))}, or a list of tasks)")
+    elif getattr(SUITES.get(suite) if isinstance(suite, str) else None, "own_data", False): manifest = {"name": suite, "eval": data}
     else: manifest = _default_manifest(suite, data if isinstance(data, (str, os.PathLike)) else None)
     tasks = build_suite(suite, manifest)  # fails fast on an unknown suite, before any encoding
+    ctx = EvalContext(model, tokenizer, device, batch_size, precision, preprocess, max_samples, progress)
+    if tasks and all(t.own_data for t in tasks): return run_tasks(tasks, None, ctx)  # e.g. clip_benchmark folders
     if isinstance(data, (dict, str, os.PathLike)):
         if preprocess is None: raise ValueError("evaluate needs a preprocess transform: pass a ModelBundle or preprocess=")
         from aced_lab.data import ImageTextLoader
@@ -336,7 +345,7 @@ def evaluate(bundle_or_model, # a `ModelBundle` (or an open_clip model, with `to
     enc = encode(model, loader, device, max_samples, precision, progress)
     if clean_only: enc = select(enc, [m.get("corruption", "clean") == "clean" for m in enc["meta"]])
     if not enc["id"]: raise ValueError("evaluate: no clean samples in the eval data")
-    return run_tasks(tasks, enc, EvalContext(model, tokenizer, device, batch_size, precision))
+    return run_tasks(tasks, enc, ctx)
 
 # %% ../nbs/05_eval.ipynb #bb7319b0
 def plot_results(df: pd.DataFrame, # from `evaluate` / `run_tasks`
