@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .core import ConfigError, get_device, atomic_write, atomic_write_json
 
 # %% auto #0
-__all__ = ['CONFIG_DIR', 'SHIPPED_MODELS', 'HUB_CONFIG', 'HUB_WEIGHTS', 'register_configs', 'ModelBundle', 'create',
+__all__ = ['CONFIG_DIR', 'SHIPPED_MODELS', 'HUB_CONFIG', 'HUB_WEIGHTS', 'register_configs', 'image_hw', 'ModelBundle', 'create',
            'save_weights', 'load_weights', 'count_params', 'inference_flops', 'hash_weights', 'fingerprint',
            'inputs_key', 'load_frozen', 'pair_gflops', 'model_card', 'export_hub']
 
@@ -33,6 +33,12 @@ def register_configs(path=CONFIG_DIR, # a JSON config file or a folder of them
 register_configs()
 
 # %% ../nbs/03_models.ipynb #20175db4
+def image_hw(model: torch.nn.Module, # an open_clip CLIP (ViT, ResNet or timm image tower)
+            ) -> tuple[int, int]:
+    "The (height, width) the model's image tower takes: a ViT stores a pair, open_clip's ResNet an int."
+    s = model.visual.image_size
+    return (s, s) if isinstance(s, int) else tuple(s)
+
 @dataclass
 class ModelBundle:
     "An open_clip model with what it needs to consume data."
@@ -43,7 +49,7 @@ class ModelBundle:
     pretrained: str | None = None # tag, local path or None (random init)
 
     @property
-    def image_size(self) -> int: return self.model.visual.image_size[0]
+    def image_size(self) -> int: return image_hw(self.model)[0]
     @property
     def context_length(self) -> int: return self.model.context_length
 
@@ -111,7 +117,7 @@ def inference_flops(model: torch.nn.Module, # an open_clip CLIP
     "GFLOPs to encode one image and one text, measured with `FlopCounterMode`."
     model = model.eval()
     p = next(model.parameters())
-    image = torch.zeros(1, 3, *model.visual.image_size, device=p.device)
+    image = torch.zeros(1, 3, *image_hw(model), device=p.device)
     text = torch.zeros(1, model.context_length, dtype=torch.long, device=p.device)
     res = {}
     for key, fn, x in (("image_gflops", model.encode_image, image), ("text_gflops", model.encode_text, text)):
