@@ -71,7 +71,7 @@ def cmd_train(argv):
 def cmd_data(argv):
     from aced_lab import synthetic
     p = argparse.ArgumentParser(prog="aced-lab data", allow_abbrev=False)
-    p.add_argument("name", choices=["shapes", "digits"])
+    p.add_argument("name", choices=list(synthetic.EMBEDDED_DATA))
     p.add_argument("--root", default=None, help="output folder (default: aced_lab's cache)")
     ns, rest = p.parse_known_args(argv)
     kw = {}
@@ -86,12 +86,12 @@ def cmd_eval(argv):
     from aced_lab.eval import evaluate
     p = argparse.ArgumentParser(prog="aced-lab eval", allow_abbrev=False)
     p.add_argument("--model", required=True); p.add_argument("--pretrained", default=None)
-    p.add_argument("--data", default="shapes", help="shapes | digits | a webdataset spec/CSV (then --suite)")
+    p.add_argument("--data", default="scenes", help="scenes | shapes | digits | a webdataset spec/CSV (then --suite)")
     p.add_argument("--suite", default=None); p.add_argument("--device", default="cpu")
     p.add_argument("--max_samples", type=int, default=None)
     ns = p.parse_args(argv)
     b = create(ns.model, ns.pretrained, device=ns.device)
-    if ns.data in ("shapes", "digits"): data, suite = synthetic.default_data(ns.data), ns.suite or ns.data
+    if ns.data in synthetic.EMBEDDED_DATA: data, suite = synthetic.default_data(ns.data), ns.suite or ns.data
     else: data, suite = ns.data, ns.suite
     print(evaluate(b, suite, data, device=ns.device, max_samples=ns.max_samples).to_string(index=False))
 

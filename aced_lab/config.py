@@ -17,6 +17,8 @@ from .losses import KDLoss
 from .acid import SCORES, SELECTORS, REF_CONTEXTS, ACIDSelection
 from .reference_cache import open_reference_cache
 from .bandits import POLICIES
+from .synthetic import EMBEDDED_DATA
+from .scenes import ScenesConfig
 
 # %% auto #0
 __all__ = ['METHODS', 'MODULE_POLICIES', 'LOSSES', 'EMBEDDED', 'EMBEDDED_TEACHER', 'TrainConfig', 'Method', 'register_method',
@@ -26,30 +28,31 @@ __all__ = ['METHODS', 'MODULE_POLICIES', 'LOSSES', 'EMBEDDED', 'EMBEDDED_TEACHER
 METHODS: dict[str, "Method"] = {} # name -> Method, filled by `register_method` (iid, kd, acid, aced, optima below)
 MODULE_POLICIES = tuple(POLICIES) # the bandit policies of `aced_lab.bandits`: optima, ts, uniform, round_robin, all, none
 LOSSES = ("clip", "siglip")
-EMBEDDED = ("shapes", "digits") # datasets aced_lab generates itself
+EMBEDDED = EMBEDDED_DATA # datasets aced_lab generates itself: scenes, shapes, digits
 
 @dataclass
 class TrainConfig(RunConfig):
     "Everything that defines a training run: data, model, method and its models; optimisation, system and outputs from `RunConfig`."
     # data
-    data: str = "shapes" # "shapes" or "digits" (embedded, generated on first use), or a webdataset spec / CSV file
-    eval_data: str | None = None # eval split for a spec/CSV `data` (embedded datasets bring their own)
+    data: str = "scenes" # "scenes", "shapes" or "digits" (embedded, generated on first use), or a webdataset spec / CSV file
+    eval_data: str | None = None # eval split for a spec/CSV `data`, or eval sets over an embedded one's (e.g. clip_benchmark folders, with eval_suite)
     eval_suite: str = "auto" # evaluation suite name; "auto" picks the embedded dataset's own
-    n_train: int = 20000 # embedded shapes: training pairs
-    n_eval: int = 1000 # embedded shapes: held-out pairs
+    n_train: int = 20000 # embedded scenes/shapes: training pairs
+    n_eval: int = 1000 # embedded scenes/shapes: held-out pairs
     mismatch_frac: float = 0.3 # embedded shapes: fraction of pairs with a mismatched caption
+    corruption_scale: float = 1.0 # embedded scenes: multiplies every default corruption rate (0: clean data; 1: 35% corrupted)
     shard_size: int = 1000 # embedded data: samples per shard (DDP needs at least one shard per rank and worker)
     data_root: str | None = None # where embedded data is written (default: aced_lab's cache)
     num_workers: int = 2 # DataLoader workers per process
     # model
-    model: str = "ACED-Tiny-32" # student: open_clip architecture
+    model: str = "ACED-Tiny-64" # student: open_clip architecture (the -64 models take the scenes' 64 px; -32 ones shapes' 32 px)
     pretrained: str | None = None # student init: None, an open_clip tag or a local weights file
     method: str = "iid" # training method
     loss: str = "clip" # "clip" (softmax, ClipLoss) or "siglip" (sigmoid, SigLipLoss)
     plugins: str | list | None = None # module(s) to import first: they register scores, selectors, eval tasks (e.g. "my_rules")
     # selection and distillation (methods kd, acid, aced)
     reference: str | None = None # reference (and default KD teacher) weights: "embedded" (aced_lab's teacher for `data`), a local checkpoint or an open_clip tag
-    reference_model: str = "ACED-Teacher-32" # the reference's open_clip architecture
+    reference_model: str = "ACED-Tiny-64" # the reference's open_clip architecture (the embedded scenes teacher's; "embedded" sets its own)
     teacher: str | None = None # KD teacher weights, when not the reference ("embedded", a file or an open_clip tag)
     teacher_model: str | None = None # the KD teacher's architecture (default: reference_model)
     filter_ratio: float = 0.8 # ACID: fraction f of each super-batch left out (B = batch_size / (1 - f))
@@ -84,6 +87,8 @@ class TrainConfig(RunConfig):
         check_ints(self, ("shard_size", "n_chunks"), 1)
         check_ints(self, ("num_workers", "n_train", "n_eval", "selection_every"), 0)
         if not 0 <= self.mismatch_frac < 1: raise ConfigError(f"mismatch_frac must be in [0, 1), got {self.mismatch_frac!r}")
+        if not 0 <= self.corruption_scale * sum(ScenesConfig().rates.values()) <= 1:
+            raise ConfigError(f"corruption_scale={self.corruption_scale!r} must keep the corrupted share in [0, 1]")
         if self.eval_suite != "auto": check_choice("eval_suite", self.eval_suite, tuple(SUITES))
         check_choice("selection", self.selection, list(SELECTORS)); check_choice("score", self.score, list(SCORES))
         check_choice("joint_reference", self.joint_reference, REF_CONTEXTS)
@@ -98,7 +103,19 @@ class TrainConfig(RunConfig):
                               f"data={self.data!r} needs a reference trained on it (`aced-lab teacher` makes the embedded ones)")
         if self.data not in EMBEDDED and self.eval_data is None and self.eval_suite != "auto":
             raise ConfigError("eval_suite needs eval_data when data is a shard spec or CSV file")
+        if self.data in EMBEDDED and self.eval_data is not None and self.eval_suite == "auto":
+            raise ConfigError(f"eval_data={self.eval_data!r} replaces {self.data}'s own eval split: name its suite "
+                              "with eval_suite (e.g. 'clip_benchmark')")
         return self
+
+    @property
+    def data_overrides(self) -> dict:
+        "The embedded generator's parameters this config asks for (`synthetic.default_data`'s overrides)."
+        kw = {"shard_size": self.shard_size}
+        if self.data == "digits": return kw
+        kw.update(n_train=self.n_train, n_eval=self.n_eval)
+        if self.data == "shapes": return {**kw, "mismatch_frac": self.mismatch_frac}
+        return {**kw, **{f"{k}_frac": v * self.corruption_scale for k, v in ScenesConfig().rates.items()}}
 
     @property
     def module_distill(self) -> str | None:
@@ -182,6 +199,7 @@ def resolve_embedded(cfg: TrainConfig, # a validated config
                     ) -> TrainConfig:
     "`cfg` with `reference`/`teacher` = 'embedded' replaced by the embedded teacher's weights and architecture."
     if EMBEDDED_TEACHER not in (cfg.reference, cfg.teacher): return cfg
+    if not (METHODS[cfg.method].needs or cfg.module_distill): return cfg  # nothing loads it (e.g. iid): not even made
     from aced_lab.teacher import embedded_teacher, teacher_info  # an entry point (it trains): imported only when asked
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         w = embedded_teacher(cfg.data, data_root=cfg.data_root, build=False, **teacher_overrides)

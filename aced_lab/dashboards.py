@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 import ipywidgets as widgets
 from fastcore.basics import patch
-from .synthetic import CORRUPTIONS
+from .views import KINDS
 from .records import load_records, read_selection
 from .acid import SCORES, SELECTORS, REF_CONTEXTS, reselect
 from .reference_health import blind_reference, BLIND_WINDOW
@@ -32,11 +32,11 @@ class SelectionDashboard(_Dashboard):
                  title: str = "selection", # shown above the plots
                  examples: ShardExamples | None = None, # where thumbnails come from (live: the run's shards)
                 ):
-        self.records, self.metrics, self.examples, self.kinds = [], [], examples, list(CORRUPTIONS)
+        self.records, self.metrics, self.examples, self.kinds = [], [], examples, list(KINDS)
         self._softmax = True  # the run's loss is CLIP's softmax: the reference's loss has a chance level, log B
         super().__init__(cfg, title)
         h = self.cfg.height
-        self.filter = widgets.Dropdown(options=["all", "corrupted", *CORRUPTIONS], value="all", description="kind")
+        self.filter = widgets.Dropdown(options=["all", "corrupted", *KINDS], value="all", description="kind")
         self.filter.observe(lambda c: self.draw(), "value")
         # one figure: row 1 the record under the slider (histogram x/y, scatter x2/y2), row 2 the trends (x3..x5)
         self.fig = go.FigureWidget(make_subplots(rows=2, cols=6, vertical_spacing=0.2, horizontal_spacing=0.1,
@@ -123,8 +123,8 @@ def _start(self: SelectionDashboard, t):
 
 @patch
 def _sync_kinds(self: SelectionDashboard):
-    opts = kind_options(self.records) if self.records else ["all", "corrupted", *CORRUPTIONS]
-    opts = [*opts, *[k for k in ["all", "corrupted", *CORRUPTIONS] if k not in opts]]
+    opts = kind_options(self.records) if self.records else ["all", "corrupted", *KINDS]
+    opts = [*opts, *[k for k in ["all", "corrupted", *KINDS] if k not in opts]]
     if list(self.filter.options) != opts:
         v = self.filter.value; self.filter.unobserve_all("value")
         self.filter.options = opts; self.filter.value = v if v in opts else "all"

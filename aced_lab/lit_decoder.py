@@ -17,7 +17,7 @@ from .core import (ConfigError, RunConfig, check_choice, check_ints, atomic_writ
                            dir_lock, autocast)
 from .data import ImageTextLoader, expand_urls
 from . import synthetic
-from .lit_model import (Encoder, load_encoder, resolve_encoder, encoder_tokens, TASKS, VQA_TYPES, PAD, SOT, EOT, UNK, make_question, prompt, caption_references, TextCodec,
+from .lit_model import (Encoder, load_encoder, resolve_encoder, encoder_tokens, TASKS, VQA_TYPES, DEFAULT_ENCODERS, PAD, SOT, EOT, UNK, make_question, prompt, caption_references, TextCodec,
                                 task_texts, LitDecoder, decoder_loss, generate, normalize, caption_metrics, vqa_metrics,
                                 majority_answers)  # the model; `aced_lab.lit_decoder.<name>` keeps working
 from .config import EMBEDDED
@@ -35,8 +35,8 @@ def _as_list(v) -> list[str]:
 class LitConfig(RunConfig):
     "Everything that defines a LiT-Decoder run: frozen encoder, decoder, tasks, data, optimisation, outputs."
     # encoder (frozen)
-    encoder: str = "auto" # open_clip architecture of the image tower; "auto": from the weights (else ACED-Tiny-32)
-    encoder_weights: str | None = None # None (random init), "teacher", a run folder, a checkpoint/.safetensors, or an open_clip tag
+    encoder: str = "auto" # open_clip architecture of the image tower; "auto": from the weights (else the data's: ACED-Tiny-64 on scenes, ACED-Tiny-32 on shapes/digits)
+    encoder_weights: str | None = None # None (random init), "teacher" (the data's embedded teacher), a run folder, a checkpoint/.safetensors, or an open_clip tag
     encoder_seed: int = 0 # torch seed of a random-init encoder (fixed: every decoder seed sees the same encoder)
     token_cache: str | None = "auto" # encoder tokens cache: "auto" (aced_lab's cache), a folder, or None (encode every step)
     # decoder
@@ -47,13 +47,13 @@ class LitConfig(RunConfig):
     dropout: float = 0.0 # dropout in the decoder blocks
     context_length: int = 32 # maximum tokens of prompt + target (sot and eot included)
     # tasks and data
-    tasks: str = "caption,vqa" # comma-separated: caption, vqa (vqa needs shapes data)
-    vqa_types: str = "colour,shape,size,position,count,exists" # question types trained and evaluated
+    tasks: str = "caption,vqa" # comma-separated: caption, vqa (vqa needs scenes or shapes data)
+    vqa_types: str = "auto" # question types trained and evaluated, among the data's `VQA_TYPES`; "auto": all of them
     caption_frac: float = 0.5 # with both tasks: fraction of training examples that are captions
-    data: str = "shapes" # "shapes" or "digits" (embedded), or a webdataset spec / CSV file of image-caption pairs
+    data: str = "scenes" # "scenes", "shapes" or "digits" (embedded, clean), or a webdataset spec / CSV file of image-caption pairs
     eval_data: str | None = None # eval split for a spec/CSV `data` (embedded datasets bring their own)
-    n_train: int = 3000 # embedded shapes: training images
-    n_eval: int = 300 # embedded shapes: held-out images
+    n_train: int = 3000 # embedded scenes/shapes: training images
+    n_eval: int = 300 # embedded scenes/shapes: held-out images
     shard_size: int = 1000 # embedded data: samples per shard
     data_root: str | None = None # where embedded data is written (default: aced_lab's cache)
     num_workers: int = 0 # DataLoader workers for the one pass that reads the images
@@ -80,7 +80,8 @@ class LitConfig(RunConfig):
     @property
     def task_list(self) -> list[str]: return _as_list(self.tasks)
     @property
-    def vqa_type_list(self) -> list[str]: return _as_list(self.vqa_types)
+    def vqa_type_list(self) -> list[str]:
+        return list(VQA_TYPES.get(self.data, ())) if self.vqa_types == "auto" else _as_list(self.vqa_types)
 
     def validate(self) -> "LitConfig":
         "Check values; raise `ConfigError` naming the bad one."
@@ -88,10 +89,13 @@ class LitConfig(RunConfig):
         if not self.task_list: raise ConfigError("tasks must name at least one of: caption, vqa")
         for t in self.task_list: check_choice("tasks", t, TASKS)
         if "vqa" in self.task_list:
+            if self.data not in VQA_TYPES: raise ConfigError(f"task 'vqa' asks about the ground truth of {' or '.join(VQA_TYPES)}; "
+                                                             f"data={self.data!r} has none: use data='scenes' or tasks='caption'")
             if not self.vqa_type_list: raise ConfigError("vqa_types must name at least one question type")
-            for q in self.vqa_type_list: check_choice("vqa_types", q, VQA_TYPES)
-            if self.data != "shapes": raise ConfigError(f"task 'vqa' asks about the shapes ground truth; data={self.data!r} "
-                                                        "has none: use data='shapes' or tasks='caption'")
+            for q in self.vqa_type_list: check_choice("vqa_types", q, VQA_TYPES[self.data])
+        if self.encoder_weights in ("teacher", "embedded") and self.data not in EMBEDDED:
+            raise ConfigError(f"encoder_weights={self.encoder_weights!r} is the embedded teacher of an embedded dataset "
+                              f"({', '.join(EMBEDDED)}); data={self.data!r} has none")
         if self.encoder != "auto" and self.encoder not in open_clip.list_models():
             raise ConfigError(f"encoder={self.encoder!r} is not an open_clip architecture (or 'auto')")
         check_ints(self, ("layers", "width", "heads", "context_length", "beam_size", "max_len", "n_train", "n_eval", "shard_size"), 1)
@@ -163,7 +167,7 @@ class TaskBatches:
     def __init__(self, split: dict, # from `split_tokens`
                  codec: TextCodec, tasks: list[str], vqa_types: list[str], batch_size: int,
                  caption_frac: float = 0.5, seed: int = 0):
-        self.split, self.codec, self.tasks, self.vqa_types = split, codec, tasks, vqa_types
+        self.split, self.codec, self.tasks, self.vqa_types = split, codec, tasks, list(vqa_types)
         self.batch_size, self.caption_frac, self.seed, self.step = batch_size, caption_frac, seed, 0
         self.x = split["tokens"] if "tokens" in split else split["image"]
         self.n = len(split["id"])
@@ -173,6 +177,13 @@ class TaskBatches:
     def __iter__(self):
         while True: yield self.draw()
 
+    def question(self, i: int, rng) -> tuple | None:
+        "(type, question, answer) about image i: a type drawn uniformly, else the next one it can answer; None if none."
+        k = rng.integers(len(self.vqa_types))
+        for qt in self.vqa_types[k:] + self.vqa_types[:k]:
+            if (qa := make_question(self.split["meta"][i], qt, rng)) is not None: return qt, *qa
+        return None
+
     def draw(self) -> dict:
         rng = np.random.default_rng([self.seed, self.step]); self.step += 1
         idx = rng.integers(self.n, size=self.batch_size)
@@ -180,12 +191,14 @@ class TaskBatches:
         elif self.tasks == ["vqa"]: tasks = ["vqa"] * self.batch_size
         else: tasks = ["caption" if u < self.caption_frac else "vqa" for u in rng.random(self.batch_size)]
         pairs, qtypes = [], []
-        for i, task in zip(idx, tasks):
-            if task == "caption": pairs.append((prompt("caption"), self.split["caption"][i])); qtypes.append("")
+        for j, task in enumerate(tasks):
+            if task == "caption": pairs.append((prompt("caption"), self.split["caption"][idx[j]])); qtypes.append("")
             else:
-                qt = self.vqa_types[rng.integers(len(self.vqa_types))]
-                q, a = make_question(self.split["meta"][i], qt, rng)
-                pairs.append((prompt("vqa", q), a)); qtypes.append(qt)
+                for _ in range(1000):  # an image that can answer one of the types (any shapes image; most scenes)
+                    if (r := self.question(idx[j], rng)) is not None: break
+                    idx[j] = rng.integers(self.n)
+                else: raise ValueError(f"no image answers any of the question types {self.vqa_types}")
+                pairs.append((prompt("vqa", r[1]), r[2])); qtypes.append(r[0])
         ids, labels = self.codec.batch(pairs)
         return {"x": self.x[torch.from_numpy(idx)], "text": ids, "labels": labels, "task": tasks, "qtype": qtypes,
                 "id": [self.split["id"][i] for i in idx]}
@@ -194,13 +207,13 @@ class TaskBatches:
 def resolve_data(cfg: LitConfig) -> dict:
     "Train/eval specs (embedded data generated on first use, clean: no mismatched captions)."
     if cfg.data in EMBEDDED:
-        kw = dict(n_train=cfg.n_train, n_eval=cfg.n_eval, mismatch_frac=0.0) if cfg.data == "shapes" else {}
+        kw = {} if cfg.data == "digits" else dict(n_train=cfg.n_train, n_eval=cfg.n_eval, **synthetic.clean_overrides(cfg.data))
         man = synthetic.default_data(cfg.data, root=cfg.data_root, shard_size=cfg.shard_size, progress=False, **kw)
         return {"train": man["train"], "eval": man["eval"], "name": cfg.data}
     return {"train": cfg.data, "eval": cfg.eval_data, "name": None}
 
 def eval_examples(split: dict, tasks: list[str], vqa_types: list[str], n: int | None, seed: int = 0) -> list[dict]:
-    "The fixed eval set: each image's caption (with references) and one question of each type."
+    "The fixed eval set: each image's caption (with references) and one question of each type it can answer."
     rng, out = np.random.default_rng(seed), []
     for i in range(min(n or len(split["id"]), len(split["id"]))):
         if "caption" in tasks:
@@ -208,7 +221,8 @@ def eval_examples(split: dict, tasks: list[str], vqa_types: list[str], n: int | 
                         "refs": caption_references(split["caption"][i], split["meta"][i])})
         if "vqa" in tasks:
             for qt in vqa_types:
-                q, a = make_question(split["meta"][i], qt, rng)
+                if (qa := make_question(split["meta"][i], qt, rng)) is None: continue  # e.g. a relation in a one-object scene
+                q, a = qa
                 out.append({"i": i, "id": split["id"][i], "task": "vqa", "qtype": qt, "prompt": prompt("vqa", q), "answer": a})
     return out
 
@@ -223,7 +237,7 @@ class LitTrainer(Trainer):
 @patch
 def build(self: LitTrainer):
     cfg = self.cfg
-    self.encoder = load_encoder(cfg.encoder, cfg.encoder_weights, self.device, cfg.encoder_seed)
+    self.encoder = load_encoder(cfg.encoder, cfg.encoder_weights, self.device, cfg.encoder_seed, cfg.data)
     self.model_name = self.encoder.name
     if self.rank == 0: self.data_info = resolve_data(cfg)  # embedded data: rank 0 writes it, the others wait
     if self.world > 1: torch.distributed.barrier()
@@ -246,8 +260,8 @@ def build(self: LitTrainer):
     if not self.cached: self.flops["encoder_gflops"] = self._encoder_gflops()
     self.eval_set = eval_examples(self.eval_split, cfg.task_list, cfg.vqa_type_list, cfg.eval_max_samples)
     rng = np.random.default_rng(1)
-    tq = [(qt, make_question(m, qt, rng)[1]) for m in self.train_split["meta"][:2000] for qt in cfg.vqa_type_list] \
-         if "vqa" in cfg.task_list else []
+    tq = [(qt, qa[1]) for m in self.train_split["meta"][:2000] for qt in cfg.vqa_type_list
+          if (qa := make_question(m, qt, rng)) is not None] if "vqa" in cfg.task_list else []
     self.majority = majority_answers(tq)
 
 @patch

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09a_lit_model.ipynb #a1ea3b3f
 from __future__ import annotations
-import os, re, json, math, hashlib
+import os, re, json, math, hashlib, itertools
 from dataclasses import dataclass
 from pathlib import Path
 from collections import Counter
@@ -15,22 +15,28 @@ import torch.nn.functional as F
 from open_clip.tokenizer import SimpleTokenizer
 from .core import ConfigError
 from .models import create, hash_weights
-from .synthetic import ATTRIBUTES, CAPTION_TEMPLATES, DIGIT_TEMPLATES
+from .synthetic import ATTRIBUTES, CAPTION_TEMPLATES, DIGIT_TEMPLATES, EMBEDDED_DATA, DATA_MODELS
+from .scene_parts import (SCENE_ATTRIBUTES, RELATIONS, PLURALS, FULL_DETAIL, CAPTION_TEMPLATES as SCENE_CAPTIONS,
+                                  object_phrase, render_caption, relation_holds)
 
 # %% auto #0
-__all__ = ['TASKS', 'VQA_TYPES', 'PAD', 'SOT', 'EOT', 'UNK', 'make_question', 'prompt', 'caption_references', 'TextCodec',
-           'task_texts', 'LitDecoder', 'decoder_loss', 'generate', 'normalize', 'caption_metrics', 'vqa_metrics',
-           'majority_answers', 'Encoder', 'resolve_encoder', 'encoder_fingerprint', 'load_encoder', 'encoder_tokens']
+__all__ = ['TASKS', 'VQA_TYPES', 'NUMBER_WORDS', 'PAD', 'SOT', 'EOT', 'UNK', 'DEFAULT_ENCODERS', 'make_question', 'prompt',
+           'caption_references', 'scene_question', 'scene_references', 'TextCodec', 'task_texts', 'LitDecoder',
+           'decoder_loss', 'generate', 'normalize', 'caption_metrics', 'vqa_metrics', 'majority_answers', 'Encoder',
+           'resolve_encoder', 'encoder_fingerprint', 'load_encoder', 'encoder_tokens']
 
 # %% ../nbs/09a_lit_model.ipynb #f85dd2eb
 TASKS = ("caption", "vqa")
-VQA_TYPES = ("colour", "shape", "size", "position", "count", "exists")
+VQA_TYPES = {"shapes": ("colour", "shape", "size", "position", "count", "exists"),
+             "scenes": ("colour", "shape", "size", "position", "count", "exists", "relation")} # data -> its question types
+NUMBER_WORDS = ("zero", "one", "two", "three") # count answers
 
-def make_question(meta: dict, # shapes ground truth: shape, colour, size, position
-                  qtype: str, # one of `VQA_TYPES`
-                  rng: np.random.Generator, # draws the negatives of count/exists
-                 ) -> tuple[str, str]: # (question, answer)
-    "A question about the object in a shapes image, and its answer."
+def make_question(meta: dict, # ground truth: shapes' shape, colour, size, position; or a scene's `objects`
+                  qtype: str, # one of the data's `VQA_TYPES`
+                  rng: np.random.Generator, # draws what is asked about, and the negatives
+                 ) -> tuple[str, str] | None: # (question, answer); None when a scene cannot answer `qtype`
+    "A question about a shapes image or a scene, and its answer."
+    if "objects" in meta: return scene_question(meta["objects"], qtype, rng)
     s, c, z, p = meta["shape"], meta["colour"], meta["size"], meta["position"]
     other = lambda attr, v: [x for x in ATTRIBUTES[attr] if x != v][rng.integers(len(ATTRIBUTES[attr]) - 1)]
     if qtype == "colour": return f"what colour is the {s}?", c
@@ -44,17 +50,85 @@ def make_question(meta: dict, # shapes ground truth: shape, colour, size, positi
         if rng.random() < 0.5: return f"is there any {c} {s}?", "yes"
         if rng.random() < 0.5: return f"is there any {other('colour', c)} {s}?", "no"
         return f"is there any {c} {other('shape', s)}?", "no"
-    raise ConfigError(f"unknown question type {qtype!r}; choose one of {VQA_TYPES}")
+    raise ConfigError(f"unknown question type {qtype!r} for shapes; choose one of {VQA_TYPES['shapes']}")
 
 def prompt(task: str, question: str | None = None) -> str:
     "The task prefix the decoder is conditioned on."
     return "caption:" if task == "caption" else f"question: {question} answer:"
 
 def caption_references(caption: str, meta: dict) -> list[str]:
-    "Reference captions of an image: every template filled with its ground truth (shapes, digits), else its caption."
+    "Reference captions of an image: every true caption its ground truth gives (shapes, digits, scenes), else its caption."
+    if "objects" in meta: return scene_references(meta)
     if all(k in meta for k in ATTRIBUTES): return [t.format(**{k: meta[k] for k in ATTRIBUTES}) for t in CAPTION_TEMPLATES]
     if "digit" in meta: return [t.format(digit=meta["digit"]) for t in DIGIT_TEMPLATES]
     return [caption]
+
+# %% ../nbs/09a_lit_model.ipynb #a3d6a882
+_ASK = {"colour": "what colour is the {}?", "shape": "what shape is the {}?", "size": "what size is the {}?",
+        "position": "where is the {}?"}
+
+def _fits(d: dict, objects) -> int: return sum(all(o[a] == v for a, v in d.items()) for o in objects)
+
+def _descriptions(o: dict, attrs) -> list[dict]:
+    "Every non-empty description of object `o` by a subset of `attrs`."
+    return [{a: o[a] for a in c} for m in range(1, len(attrs) + 1) for c in itertools.combinations(attrs, m)]
+
+def _noun(d: dict, article: bool = False) -> str:
+    "'red object in the top left', 'a small star': `object_phrase` with 'object' for a shape left unnamed."
+    return object_phrase({**d, "shape": d.get("shape", "object")}, article)
+
+def _negative(d: dict, objects, rng) -> dict | None:
+    "`d` with one attribute changed so that no object fits it, or None."
+    for a in rng.permutation(list(d)):
+        for v in rng.permutation([v for v in SCENE_ATTRIBUTES[a] if v != d[a]]):
+            if not _fits(e := {**d, a: str(v)}, objects): return e
+    return None
+
+def scene_question(objects: list[dict], # a scene's objects (meta["objects"])
+                   qtype: str, # one of `VQA_TYPES["scenes"]`
+                   rng: np.random.Generator, # draws the object(s) asked about and the negatives
+                  ) -> tuple[str, str] | None: # (question, answer); None when the scene cannot answer `qtype`
+    "A question about a scene, answered from its ground truth; an object is only named as no other object fits."
+    n = len(objects)
+    if qtype not in VQA_TYPES["scenes"]: raise ConfigError(f"unknown question type {qtype!r} for scenes; choose one of {VQA_TYPES['scenes']}")
+    if n == 0: return None
+    if qtype in _ASK:  # one attribute of an object named by some of its others, which fit it alone
+        for k in rng.permutation(n):
+            names = [d for d in _descriptions(objects[k], [a for a in SCENE_ATTRIBUTES if a != qtype]) if _fits(d, objects) == 1]
+            if names: return _ASK[qtype].format(_noun(names[rng.integers(len(names))])), objects[k][qtype]
+        return None
+    o = objects[rng.integers(n)]
+    if qtype == "count":  # half the time a description that one of the objects fits ({} fits all), else one none fits
+        ds = [{}] + _descriptions(o, FULL_DETAIL); d = ds[rng.integers(len(ds))]
+        if rng.random() < 0.5 and d: d = _negative(d, objects, rng) or d
+        things = " ".join([d[a] for a in ("size", "colour") if a in d] + [PLURALS[d.get("shape", "shape")]])
+        return f"how many {things} are there?", NUMBER_WORDS[_fits(d, objects)]
+    if qtype == "exists":  # yes: a description of an object; no: one attribute of it changed so that none fits
+        ds = _descriptions(o, tuple(SCENE_ATTRIBUTES)); d = ds[rng.integers(len(ds))]
+        if rng.random() < 0.5: return f"is there {_noun(d, True)}?", "yes"
+        d = _negative(d, objects, rng) or _negative({a: o[a] for a in SCENE_ATTRIBUTES}, objects, rng)  # the full one always has one
+        return f"is there {_noun(d, True)}?", "no"
+    # relation: two objects each named (without position) as no other fits; yes or no with equal odds
+    pairs = list(itertools.permutations(range(n), 2))
+    for i, j in (pairs[p] for p in rng.permutation(len(pairs))):
+        na, nb = ([d for d in _descriptions(objects[k], FULL_DETAIL) if _fits(d, objects) == 1] for k in (i, j))
+        if not (na and nb): continue
+        holds = [relation_holds(r, objects[i], objects[j]) for r in RELATIONS]
+        yes = rng.random() < 0.5 if any(holds) and not all(holds) else any(holds)
+        rels = [r for r, h in zip(RELATIONS, holds) if h == yes]
+        a, b = na[rng.integers(len(na))], nb[rng.integers(len(nb))]
+        return f"is the {_noun(a)} {rels[rng.integers(len(rels))]} the {_noun(b)}?", "yes" if yes else "no"
+    return None
+
+def scene_references(meta: dict, # a scene's meta: objects, clean_caption, caption_spec, corruption
+                    ) -> list[str]:
+    "A scene's true captions: its clean caption, in every template of its family, and its full description in every full template."
+    objs, out = meta["objects"], [meta["clean_caption"]]
+    specs = [meta["caption_spec"]] if meta.get("corruption") == "clean" and meta["caption_spec"]["family"] != "uninformative" else []
+    for attrs in [FULL_DETAIL] + ([(*FULL_DETAIL, "position")] if len(objs) == 1 else []):
+        if objs: specs.append({"family": "full", "objects": [{a: o[a] for a in attrs} for o in objs]})
+    out += [render_caption({**s, "template": t}) for s in specs for t in range(len(SCENE_CAPTIONS[s["family"]]))]
+    return list(dict.fromkeys(out))
 
 # %% ../nbs/09a_lit_model.ipynb #130eeda2
 PAD, SOT, EOT, UNK = 0, 1, 2, 3
@@ -94,12 +168,14 @@ class TextCodec:
         labels = torch.tensor([l + [-100] * (L - len(l)) for _, l in ex])
         return ids, labels
 
-def task_texts(captions, vqa_types=VQA_TYPES) -> list[str]:
-    "Every text the tasks can produce: the captions, prompts, and all questions and answers."
-    out = [*captions, prompt("caption")] + [v for vs in ATTRIBUTES.values() for v in vs]
+def task_texts(captions, vqa_types=VQA_TYPES["scenes"]) -> list[str]:
+    "Every text the tasks can produce: the captions, prompts, and all questions and answers (of every dataset)."
+    words = [v for vs in (*ATTRIBUTES.values(), *SCENE_ATTRIBUTES.values()) for v in vs]
+    out = [*captions, prompt("caption")] + words
     if vqa_types:
         out += ["question: what colour is the shape of the object? answer:", "how many objects are there?", "is there any",
-                "where is the", "what size", "one zero yes no"] + [f"{x}?" for vs in ATTRIBUTES.values() for x in vs]
+                "where is the", "what size", "one zero yes no"] + [f"{x}?" for x in words]
+        out += [f"is there a an {' '.join(NUMBER_WORDS)} {' '.join(PLURALS.values())} in the", *RELATIONS]
     return out
 
 # %% ../nbs/09a_lit_model.ipynb #1978f62e
@@ -254,19 +330,24 @@ def _arch_from_weights(weights: str) -> str | None:
         if isinstance(sd, dict) and isinstance(sd.get("model_name"), str): return sd["model_name"]
     return None
 
+DEFAULT_ENCODERS = DATA_MODELS # data -> "auto" random init (other data: ACED-Tiny-32)
+
 def resolve_encoder(encoder: str, # open_clip architecture or "auto"
                     weights: str | None, # see `LitConfig.encoder_weights`
+                    data: str = "scenes", # the run's data: its embedded teacher, its default architecture
                    ) -> tuple[str, str | None]:
     "(architecture, weights file or tag) for an encoder source; clear errors for what cannot work."
-    if weights in ("teacher", "embedded"):  # aced_lab's embedded (shapes) teacher
+    if weights in ("teacher", "embedded"):  # aced_lab's embedded teacher of the run's data
+        if data not in EMBEDDED_DATA: raise ConfigError(f"encoder_weights={weights!r} is aced_lab's teacher of an embedded "
+                                                        f"dataset ({', '.join(EMBEDDED_DATA)}); data={data!r} has none")
         from aced_lab.teacher import embedded_teacher
-        weights = str(embedded_teacher())
+        weights = str(embedded_teacher(data))
     elif weights is not None and Path(weights).is_dir():  # an aced_lab run folder: its latest checkpoint
         latest = Path(weights) / "checkpoints" / "latest.json"
         if not latest.is_file(): raise FileNotFoundError(f"encoder_weights={weights!r} is a folder without {latest.relative_to(weights)}")
         weights = str(latest.parent / json.loads(latest.read_text())["path"])
     if encoder != "auto": return encoder, weights
-    if weights is None: return "ACED-Tiny-32", None
+    if weights is None: return DEFAULT_ENCODERS.get(data, "ACED-Tiny-32"), None
     arch = _arch_from_weights(weights)
     if arch is None:
         if not Path(weights).exists() and (os.sep in weights or Path(weights).suffix in (".pt", ".bin", ".safetensors", ".pth")):
@@ -284,9 +365,10 @@ def load_encoder(encoder: str = "auto", # open_clip architecture or "auto"
                  weights: str | None = None, # see `LitConfig.encoder_weights`
                  device="cpu", # where it runs
                  seed: int = 0, # torch seed for a random init
+                 data: str = "scenes", # the run's data (see `resolve_encoder`)
                 ) -> Encoder:
     "The frozen image tower of an encoder source, returning its patch tokens."
-    name, weights = resolve_encoder(encoder, weights)
+    name, weights = resolve_encoder(encoder, weights, data)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         b = create(name, weights, device=device)

@@ -17,6 +17,7 @@ from .core import ConfigError, check_choice, check_int, autocast
 from .callbacks import Callback
 from .bandits import ALL, NONE, POLICIES, Policy, make_policy
 from .records import JsonlLog
+from .models import image_hw
 
 # %% auto #0
 __all__ = ['depth_map', 'split_groups', 'Module', 'tower_blocks', 'partition', 'HiddenStates', 'teacher_states', 'hidden_mse',
@@ -262,7 +263,7 @@ def teacher_gflops(self: ModuleDistill, mods: list[Module], t) -> float:
     "Teacher GFLOPs per example to get `mods`' states (measured once per set with `FlopCounterMode`)."
     key = tuple(m.name for m in mods)
     if key not in self._tflops:
-        x = torch.zeros(1, 3, *t.raw_model.visual.image_size, device=t.device)
+        x = torch.zeros(1, 3, *image_hw(t.raw_model), device=t.device)
         tx = torch.zeros(1, t.raw_model.context_length, dtype=torch.long, device=t.device)
         with FlopCounterMode(display=False) as fc: teacher_states(self.teacher, x, tx, mods)
         self._tflops[key] = fc.get_total_flops() / 1e9

@@ -17,9 +17,9 @@ _all_ = ["encode_png", "encode_image", "write_shard", "read_samples", "image_gri
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'COLOURS', 'POSITIONS', 'SIZES', 'CORRUPTIONS', 'CAPTION_TEMPLATES', 'DIGITS', 'DIGIT_TEMPLATES',
-           'ShapesConfig', 'shape_masks', 'render_shapes', 'shapes_shard', 'make_shapes', 'DigitsConfig',
-           'digit_images', 'make_digits', 'zero_shot_prompts', 'default_data', 'encode_png', 'encode_image',
-           'write_shard', 'read_samples', 'image_grid', 'preview']
+           'EMBEDDED_DATA', 'DATA_MODELS', 'ShapesConfig', 'shape_masks', 'render_shapes', 'shapes_shard',
+           'make_shapes', 'DigitsConfig', 'digit_images', 'make_digits', 'zero_shot_prompts', 'default_data',
+           'clean_overrides', 'encode_png', 'encode_image', 'write_shard', 'read_samples', 'image_grid', 'preview']
 
 # %% ../nbs/02_synthetic.ipynb #a71465d4
 ATTRIBUTES = {
@@ -329,16 +329,29 @@ def zero_shot_prompts(manifest: dict, # from make_shapes / make_digits
     return list(attrs[attribute]), out
 
 # %% ../nbs/02_synthetic.ipynb #697067d4
-def default_data(name: str = "shapes", # "shapes" or "digits"
+EMBEDDED_DATA = ("scenes", "shapes", "digits") # the datasets aced_lab generates itself ("scenes" is the default)
+DATA_MODELS = {"scenes": "ACED-Tiny-64", "shapes": "ACED-Tiny-32", "digits": "ACED-Tiny-32"} # the small model sized for each one's images
+
+def default_data(name: str = "scenes", # "scenes", "shapes" or "digits"
                  root=None, # folder (default: cache_dir("data", "<name>-<hash of the parameters>"))
                  progress: bool = True, # show a progress bar while generating
-                 **overrides, # ShapesConfig / DigitsConfig fields
+                 **overrides, # ScenesConfig / ShapesConfig / DigitsConfig fields
                 ) -> dict: # the manifest
     "The default dataset `name`, generated on first use (in the cache) and reused afterwards."
-    check_choice("name", name, ("shapes", "digits"))
-    cfg = from_dict(ShapesConfig if name == "shapes" else DigitsConfig, overrides)
+    from aced_lab import scenes
+    check_choice("name", name, EMBEDDED_DATA)
+    cls, version = {"scenes": (scenes.ScenesConfig, scenes._VERSION), "shapes": (ShapesConfig, _VERSION),
+                    "digits": (DigitsConfig, _VERSION)}[name]
+    cfg = from_dict(cls, overrides)
     if root is None:
-        key = json.dumps({"version": _VERSION, **to_dict(cfg)}, sort_keys=True)
+        key = json.dumps({"version": version, **to_dict(cfg)}, sort_keys=True)
         root = cache_dir("data", f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}")
+    if name == "scenes": return scenes.make_scenes(root, cfg, progress=progress)
     if name == "shapes": return make_shapes(root, cfg, progress=progress)
     return make_digits(root, progress=progress, **asdict(cfg))
+
+def clean_overrides(name: str, # "scenes", "shapes" or "digits"
+                   ) -> dict:
+    "`default_data` overrides that make the clean version of an embedded dataset (every corruption rate 0)."
+    from aced_lab.scenes import ScenesConfig
+    return {"scenes": {f"{k}_frac": 0.0 for k in ScenesConfig().rates}, "shapes": {"mismatch_frac": 0.0}, "digits": {}}[name]

@@ -4,36 +4,45 @@
 
 # %% ../nbs/12_teacher.ipynb #7e26abc1
 from __future__ import annotations
-import hashlib, json
+import hashlib, json, importlib.resources
 from pathlib import Path
-from .core import to_dict, atomic_write_json, cache_dir, dir_lock, tiny_config
+from .core import check_choice, to_dict, atomic_write_json, cache_dir, dir_lock, tiny_config
 from .models import save_weights
 from .trainer import TrainConfig, train
+from .synthetic import DATA_MODELS
 
 # %% auto #0
-__all__ = ['TEACHER_DEFAULTS', 'teacher_config', 'teacher_key', 'embedded_teacher', 'teacher_info', 'tiny_teacher']
+__all__ = ['TEACHER_DEFAULTS', 'SHIPPED_TEACHERS', 'teacher_config', 'teacher_key', 'embedded_teacher', 'teacher_info',
+           'tiny_teacher', 'ship_teacher']
 
 # %% ../nbs/12_teacher.ipynb #5e3cacae
-TEACHER_DEFAULTS = dict(model="ACED-Small-32", steps=1200, batch_size=64, lr=2e-3, warmup=50, ckpt_every=200,
-                        mismatch_frac=0.0, method="iid", tensorboard=False)
+_SHAPES_TEACHER = dict(model="ACED-Small-32", steps=1200, batch_size=64, lr=2e-3, warmup=50, ckpt_every=200,
+                       mismatch_frac=0.0, method="iid", tensorboard=False)
+TEACHER_DEFAULTS = { # embedded dataset -> its teacher's `TrainConfig` fields (clean data; trained longer than a student)
+    "scenes": dict(model="ACED-Tiny-64", steps=4000, batch_size=128, lr=2e-3, warmup=100, ckpt_every=250,
+                   corruption_scale=0.0, method="iid", tensorboard=False),
+    "shapes": _SHAPES_TEACHER, "digits": _SHAPES_TEACHER}
 _NOT_IN_KEY = ("out_dir", "resume", "device", "threads", "num_workers", "log_every", "ckpt_every", "keep_checkpoints",
                "eval_every", "tensorboard", "data_root", "precision")  # how it runs, not what it learns
 
-def teacher_config(data: str = "shapes", # embedded dataset: "shapes" or "digits"
-                   **overrides, # any `TrainConfig` field, over `TEACHER_DEFAULTS`
+def teacher_config(data: str = "scenes", # embedded dataset: "scenes", "shapes" or "digits"
+                   **overrides, # any `TrainConfig` field, over the dataset's `TEACHER_DEFAULTS`
                   ) -> TrainConfig:
     "The (validated) training config of an embedded teacher."
-    return TrainConfig.from_dict({**TEACHER_DEFAULTS, "data": data, **overrides})
+    check_choice("data", data, tuple(TEACHER_DEFAULTS))
+    return TrainConfig.from_dict({**TEACHER_DEFAULTS[data], "data": data, **overrides})
 
 def teacher_key(cfg: TrainConfig) -> str:
     "Folder name of a teacher: data, model and a hash of the fields that change what it learns and differ from defaults."
-    dflt = to_dict(TrainConfig())  # fields left at their defaults stay out, so a new TrainConfig field keeps old teachers
-    d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_KEY and (v != dflt[k] or k in TEACHER_DEFAULTS)}
+    dflt = to_dict(TrainConfig(data=cfg.data))  # fields left at their defaults stay out: a new TrainConfig field keeps old teachers
+    d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_KEY and (v != dflt[k] or k in TEACHER_DEFAULTS[cfg.data])}
     h = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{cfg.data}-{cfg.model}-{h}"
 
 # %% ../nbs/12_teacher.ipynb #8ca44fd0
-def embedded_teacher(data: str = "shapes", # embedded dataset the teacher learns (its clean version)
+SHIPPED_TEACHERS = Path(str(importlib.resources.files("aced_lab"))) / "teachers" # teachers that come with the package
+
+def embedded_teacher(data: str = "scenes", # embedded dataset the teacher learns (its clean version)
                      root=None, # cache folder (default: aced_lab's cache, `teachers/`)
                      force: bool = False, # retrain even if cached
                      build: bool = True, # train it if it is not cached (False: a missing teacher is an error)
@@ -41,6 +50,8 @@ def embedded_teacher(data: str = "shapes", # embedded dataset the teacher learns
                     ) -> Path:
     "Path of the teacher's safetensors weights, training it first (once, resumably) if needed."
     cfg = teacher_config(data, **overrides)
+    shipped = SHIPPED_TEACHERS / teacher_key(cfg) / "teacher.safetensors"
+    if root is None and not force and shipped.is_file(): return shipped  # made by this function once, shipped in fp16
     folder = Path(root or cache_dir("teachers")) / teacher_key(cfg)
     weights = folder / "teacher.safetensors"
     with dir_lock(folder):  # concurrent callers (notebooks, DDP ranks) train it once
@@ -61,8 +72,28 @@ def teacher_info(weights) -> dict:
 
 # %% ../nbs/12_teacher.ipynb #20133ee0
 def tiny_teacher(root, # folder of the caller's: the teacher goes to `root/teachers`, its data to `root/data`
-                 data: str = "shapes", # embedded dataset
-                 **overrides, # `TrainConfig` fields over the tiny preset and a 6-step ACED-Tiny-32
+                 data: str = "scenes", # embedded dataset
+                 **overrides, # `TrainConfig` fields over the tiny preset and 6 steps of the data's small model (`DATA_MODELS`)
                 ) -> Path:
     "A teacher trained for a few steps on tiny data (tests, `IN_TEST`): the whole path in seconds."
-    return embedded_teacher(data, root=Path(root) / "teachers", **tiny_config(root, **{"model": "ACED-Tiny-32", "steps": 6, **overrides}))
+    return embedded_teacher(data, root=Path(root) / "teachers", **tiny_config(root, **{"model": DATA_MODELS[data], "steps": 6, **overrides}))
+
+# %% ../nbs/12_teacher.ipynb #750989f9
+def ship_teacher(weights, # a teacher made by `embedded_teacher` (its folder holds teacher.json)
+                 dest=None, # where shipped teachers live (default: `SHIPPED_TEACHERS`, inside the package)
+                ) -> Path:
+    "Copy a teacher into the package in fp16, with its `teacher.json` and the eval of the fp16 weights."
+    from safetensors.torch import load_file, save_file
+    from aced_lab.eval import evaluate
+    from aced_lab.models import create
+    from aced_lab import synthetic
+    info, src = teacher_info(weights), Path(weights)
+    out = Path(dest or SHIPPED_TEACHERS) / src.parent.name / "teacher.safetensors"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.half().contiguous() if v.is_floating_point() else v for k, v in load_file(src).items()}, out)
+    cfg = info["config"]
+    man = synthetic.default_data(cfg["data"], root=cfg["data_root"], progress=False, **TrainConfig.from_dict(cfg).data_overrides)
+    ev = evaluate(create(info["model"], out), None, man, max_samples=cfg["eval_max_samples"], progress=False)
+    atomic_write_json(out.parent / "teacher.json", {**info, "dtype": "float16", "eval_fp32": info["eval"],
+                                                    "eval": ev.to_dict(orient="records")})
+    return out

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 import aced_lab
 from .core import set_seed, get_device, autocast, setup_backend, to_dict, check_choice, ConfigError, atomic_write, atomic_write_json
-from .models import create, count_params, inference_flops, load_frozen
+from .models import create, count_params, inference_flops, load_frozen, image_hw
 from .data import ImageTextLoader
 from . import synthetic
 from .eval import evaluate
@@ -192,7 +192,12 @@ def method_callbacks(self: Trainer) -> list:
     "The callbacks that make `cfg.method` (selection and/or KD) and module distillation (`cfg.module_distill`)."
     cfg, frozen = self.cfg, {}
     def load(name, weights):  # each frozen model once, shared by the callbacks that use it
-        if (name, weights) not in frozen: frozen[name, weights] = load_frozen(name, weights, self.device)
+        if (name, weights) not in frozen:
+            m = frozen[name, weights] = load_frozen(name, weights, self.device)
+            if image_hw(m) != image_hw(self.raw_model):  # it is fed the student's preprocessed images
+                raise ConfigError(f"{name} takes {image_hw(m)} images, the student {cfg.model} {image_hw(self.raw_model)}: the "
+                                  "reference/teacher sees the student's inputs, so pick one of the same image size "
+                                  "(aced_lab's -64 models for scenes, -32 for shapes and digits)")
         return frozen[name, weights]
     cbs = list(METHODS[cfg.method].callbacks(self, load))
     if cfg.module_distill is not None:
@@ -207,12 +212,13 @@ def _data(self: Trainer) -> dict:
     "Training/eval data and suite: the embedded datasets are generated on first use (rank 0 first)."
     cfg = self.cfg
     if cfg.data in EMBEDDED:
-        kw = dict(n_train=cfg.n_train, n_eval=cfg.n_eval, mismatch_frac=cfg.mismatch_frac) if cfg.data == "shapes" else {}
-        kw["shard_size"] = cfg.shard_size
+        kw = cfg.data_overrides
         if self.rank == 0: man = synthetic.default_data(cfg.data, root=cfg.data_root, **kw)
         if self.world > 1: dist.barrier()
         if self.rank != 0: man = synthetic.default_data(cfg.data, root=cfg.data_root, **kw)
-        return {"train": man["train"], "eval": man["eval"], "suite": man["name"] if cfg.eval_suite == "auto" else cfg.eval_suite, "manifest": man}
+        own = cfg.eval_data is not None  # the user's eval sets (e.g. clip_benchmark folders) instead of the embedded split
+        return {"train": man["train"], "eval": cfg.eval_data if own else man["eval"], "manifest": None if own else man,
+                "suite": man["name"] if cfg.eval_suite == "auto" else cfg.eval_suite}
     return {"train": cfg.data, "eval": cfg.eval_data, "suite": None if cfg.eval_suite == "auto" else cfg.eval_suite, "manifest": None}
 
 # %% ../nbs/08_trainer.ipynb #b6483b6e

@@ -10,12 +10,14 @@ import numpy as np
 from PIL import Image
 from .samples import expand_urls, shard_stem, is_remote, IMAGE_EXTS
 from .synthetic import CORRUPTIONS
+from .scene_parts import SCENE_CORRUPTIONS
 from .records import load_bandit_records, selection_files, REPLAY_FIELDS
 
 # %% auto #0
-__all__ = ['SELECTION_FIELDS', 'QUANTILES', 'as_selection', 'load_selection', 'kind_options', 'kind_mask', 'score_histogram',
-           'hover_text', 'loss_scatter', 'selection_over_time', 'trained_over_time', 'extremes', 'selection_change',
-           'ShardExamples', 'thumbnail', 'load_bandit', 'posterior_curves', 'bandit_over_time', 'arm_modules']
+__all__ = ['SELECTION_FIELDS', 'KINDS', 'QUANTILES', 'as_selection', 'load_selection', 'kind_options', 'kind_mask',
+           'score_histogram', 'hover_text', 'loss_scatter', 'selection_over_time', 'trained_over_time', 'kind_shares',
+           'extremes', 'selection_change', 'ShardExamples', 'thumbnail', 'load_bandit', 'posterior_curves',
+           'bandit_over_time', 'arm_modules']
 
 # %% ../nbs/10a_views.ipynb #94b49095
 SELECTION_FIELDS = ("step", "id", "learner_loss", "ref_loss", "score", "selected", "corruption")
@@ -51,10 +53,12 @@ def load_selection(run_dir, # a run directory
     return out
 
 # %% ../nbs/10a_views.ipynb #07e9041d
+KINDS = tuple(dict.fromkeys(SCENE_CORRUPTIONS + CORRUPTIONS)) # the corruption kinds of the embedded datasets (scenes', then shapes')
+
 def kind_options(records: list[dict]) -> list[str]:
     "The filter's choices: all, corrupted, then every corruption kind (the known ones first)."
     seen = {k for r in records for k in r["corruption"]}
-    return ["all", "corrupted", *[k for k in CORRUPTIONS if k in seen], *sorted(seen - set(CORRUPTIONS))]
+    return ["all", "corrupted", *[k for k in KINDS if k in seen], *sorted(seen - set(KINDS))]
 
 def kind_mask(rec: dict, # a selection record
               kind: str = "all", # "all", "corrupted", or a corruption kind
@@ -63,8 +67,8 @@ def kind_mask(rec: dict, # a selection record
     c = rec["corruption"]
     if kind in (None, "all"): return np.ones(len(c), bool)
     if kind == "corrupted": return c != "clean"
-    if kind not in CORRUPTIONS and kind not in set(c):
-        raise ValueError(f"unknown corruption kind {kind!r}; choose one of {['all', 'corrupted', *CORRUPTIONS]}")
+    if kind not in KINDS and kind not in set(c):
+        raise ValueError(f"unknown corruption kind {kind!r}; choose one of {['all', 'corrupted', *KINDS]}")
     return c == kind
 
 # %% ../nbs/10a_views.ipynb #00a1dc20
@@ -132,6 +136,18 @@ def trained_over_time(metrics: list[dict], # the trainer's per-step records
     rows = [m for m in metrics if "trained_corrupt_frac" in m]
     return {"step": np.array([m["step"] for m in rows], int), "corrupt": np.array([m["trained_corrupt_frac"] for m in rows], float),
             "mismatch": np.array([m.get("trained_mismatch_frac", np.nan) for m in rows], float)}
+
+# %% ../nbs/10a_views.ipynb #aaddab77
+def kind_shares(records: list[dict], # selection records (any number of steps)
+               ) -> list[dict]:
+    "Per corruption kind: its share of the recorded super-batches and of what was trained on, and their ratio."
+    c = np.concatenate([r["corruption"] for r in records]); sel = np.concatenate([r["selected"] for r in records])
+    rows = []
+    for k in kind_options(records)[2:]:
+        m = c == k
+        pool, kept = m.mean(), (m & sel).sum() / max(sel.sum(), 1)
+        rows.append({"kind": k, "super_batch": float(pool), "trained": float(kept), "kept_ratio": float(kept / pool) if pool else float("nan")})
+    return rows
 
 # %% ../nbs/10a_views.ipynb #ca7e0907
 def extremes(rec: dict, # a selection record

@@ -34,7 +34,7 @@ dev = get_device()  # the trainer's device="auto"
 B = math.ceil(a.b / (1 - a.filter_ratio))
 n = B * (a.steps + 2)
 ref = save_weights(create(a.reference_model).model, tmp / "ref.safetensors")
-common = dict(data_root=str(tmp / "data"), n_train=n, n_eval=200, shard_size=max(500, n // 8), model=a.model,
+common = dict(data="shapes", data_root=str(tmp / "data"), n_train=n, n_eval=200, shard_size=max(500, n // 8), model=a.model,
               batch_size=a.b, steps=a.steps, warmup=2, num_workers=a.num_workers, ckpt_every=0, tensorboard=False,
               eval_max_samples=200, reference=str(ref), reference_model=a.reference_model,
               reference_cache=str(tmp / "refcache"), filter_ratio=a.filter_ratio, selection_every=0)

@@ -3,7 +3,7 @@
 
     python bench/bench_lit_decoder.py [--steps 30] [--batch_size 64] [--width 128] [--layers 2] [--threads 1]
 
-For each encoder — the embedded teacher (ACED-Small-32, trained once and cached) and a student (ACED-Tiny-32: the
+On the shapes data, for each encoder — its embedded teacher (ACED-Small-32, trained once and cached) and a student (ACED-Tiny-32: the
 weights of `--student` when given, e.g. runs/compare/steps/aced-seed0, else random init; timing does not depend on
 them) — the same decoder trains twice through the real trainer loop (`aced_lab.lit_decoder.lit_decoder`): once on
 tokens cached ahead of training, once running the frozen encoder on every batch. Printed: median step time of each
@@ -25,10 +25,10 @@ from aced_lab.trainer import load_records
 from aced_lab.teacher import embedded_teacher
 
 tmp = Path(tempfile.mkdtemp(prefix="bench_lit_"))
-common = dict(n_train=2000, n_eval=50, steps=a.steps, batch_size=a.batch_size, width=a.width, layers=a.layers, warmup=2,
+common = dict(data="shapes", n_train=2000, n_eval=50, steps=a.steps, batch_size=a.batch_size, width=a.width, layers=a.layers, warmup=2,
               ckpt_every=0, tensorboard=False, eval_max_samples=8, max_len=4, threads=a.threads, device=a.device,
               data_root=str(tmp / "data"))
-encoders = {"teacher (ACED-Small-32)": dict(encoder_weights=str(embedded_teacher())),
+encoders = {"teacher (ACED-Small-32)": dict(encoder_weights=str(embedded_teacher("shapes"))),
             "student (ACED-Tiny-32)": dict(encoder="ACED-Tiny-32" if a.student is None else "auto", encoder_weights=a.student)}
 
 def med_step(run) -> float:

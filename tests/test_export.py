@@ -60,8 +60,8 @@ def test_exported_run_loads_in_open_clip_alone(tmp_path, data_root, image, kind)
     method, loss = kind.split("-")
     kw = {}
     if method == "acid":
-        ref = save_weights(create("ACED-Tiny-32").model, tmp_path / "ref.safetensors")
-        kw = dict(reference=str(ref), reference_model="ACED-Tiny-32", reference_cache=None, filter_ratio=0.5, n_chunks=4)
+        ref = save_weights(create("ACED-Tiny-64").model, tmp_path / "ref.safetensors")
+        kw = dict(reference=str(ref), reference_model="ACED-Tiny-64", reference_cache=None, filter_ratio=0.5, n_chunks=4)
     run = tmp_path / "run"
     train({**TINY, **kw, "method": method, "loss": loss, "data_root": data_root, "out_dir": str(run)})
     hub = tmp_path / "hub"
@@ -88,7 +88,7 @@ def test_exported_run_loads_in_open_clip_alone(tmp_path, data_root, image, kind)
     else: assert got["logit_bias"] is None
 
     card = (hub / "README.md").read_text()
-    assert f"`{method}`" in card and "`shapes`" in card and "ACED-Tiny-32" in card
+    assert f"`{method}`" in card and "`scenes`" in card and "ACED-Tiny-64" in card
     assert "## Evaluation" in card and "No evaluation recorded" not in card  # the run's eval.json table
     if method == "acid": assert "reference" in card and str(ref) in card
 

@@ -11,6 +11,7 @@ def test_wheel_builds_installs_and_imports(tmp_path):
     whl = next((tmp_path / "dist").glob("aced_lab-*.whl"))
     names = zipfile.ZipFile(whl).namelist()
     assert "aced_lab/model_configs/ACED-Tiny-32.json" in names and "aced_lab/models.py" in names
+    assert any(n.startswith("aced_lab/teachers/scenes-") and n.endswith("/teacher.safetensors") for n in names)  # shipped teacher
     # a fresh venv that sees the already-installed dependencies (appended to its path, so its own
     # site-packages wins) but neither the source tree nor the editable install
     env_dir = tmp_path / "venv"

@@ -68,8 +68,8 @@ def test_views_have_no_widgets_and_no_torch():
 def test_dashboards_replay_a_run_without_the_trainer(tmp_path):
     from aced_lab.models import create, save_weights
     from aced_lab.trainer import train
-    ref = save_weights(create("ACED-Tiny-32").model, tmp_path / "ref.safetensors")
-    train({"method": "acid", "reference": str(ref), "reference_model": "ACED-Tiny-32", "reference_cache": None,
+    ref = save_weights(create("ACED-Tiny-64").model, tmp_path / "ref.safetensors")
+    train({"method": "acid", "reference": str(ref), "reference_model": "ACED-Tiny-64", "reference_cache": None,
            "data_root": str(tmp_path / "data"), "n_train": 256, "n_eval": 64, "shard_size": 64, "eval_max_samples": 64,
            "batch_size": 16, "filter_ratio": 0.5, "steps": 2, "warmup": 1, "num_workers": 0, "ckpt_every": 0,
            "selection_every": 1, "tensorboard": False, "out_dir": str(tmp_path / "run")})

@@ -16,7 +16,7 @@ TINY = dict(n_train=200, n_eval=40, shard_size=100, steps=6, batch_size=16, warm
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    "A private aced_lab cache (hermetic) and a tiny shapes dataset."
+    "A private aced_lab cache (hermetic) for tiny datasets (scenes, the default, under `data`; shapes under `shapes`)."
     d = tmp_path_factory.mktemp("lit")
     old = os.environ.get("ACED_LAB_CACHE"); os.environ["ACED_LAB_CACHE"] = str(d / "cache")
     yield d
@@ -38,6 +38,8 @@ def test_cli_end_to_end_and_resume(env):
     assert "caption" in r.stdout and "majority_baseline" in r.stdout and "bleu4" in r.stdout
     s = eval_summary(out)
     assert 0 <= s["vqa/accuracy"] <= 1 and s["caption/cider"] >= 0
+    assert "vqa/relation/accuracy" in s  # the default data is scenes, with its own question types
+    assert json.loads((out / "config.json").read_text())["encoder"]["name"] == "ACED-Tiny-64"  # scenes' default architecture
     recs = load_records(out)
     assert [x["step"] for x in recs] == list(range(1, 7))
     # resume from the step-3 checkpoint: the same losses and the same final decoder
@@ -64,10 +66,10 @@ def test_cli_errors(env):
 def test_frozen_encoder_from_a_trainer_run(env):
     "An aced_lab run folder as the encoder: architecture from its checkpoint; weights identical after decoder training."
     run = env / "student"
-    train(dict(n_train=200, n_eval=40, shard_size=100, data_root=str(env / "data_clip"), steps=2, batch_size=16,
-               warmup=1, num_workers=0, eval_max_samples=40, tensorboard=False, out_dir=str(run), threads=1))
+    train(dict(data="scenes", model="ACED-Tiny-64", n_train=200, n_eval=40, shard_size=100, data_root=str(env / "data_clip"),
+               steps=2, batch_size=16, warmup=1, num_workers=0, eval_max_samples=40, tensorboard=False, out_dir=str(run), threads=1))
     name, weights = resolve_encoder("auto", str(run))
-    assert name == "ACED-Tiny-32" and weights.endswith("step-0000002.pt")
+    assert name == "ACED-Tiny-64" and weights.endswith("step-0000002.pt")
     t = lit_decoder({**TINY, "encoder_weights": str(run), "data_root": str(env / "data"), "out_dir": str(env / "frozen")})
     before = create(name, weights).model.visual.state_dict()
     after = t.encoder.visual.state_dict()
@@ -80,7 +82,7 @@ def test_frozen_encoder_from_a_trainer_run(env):
 
 
 def test_token_cache_invalidates_when_the_encoder_changes(env):
-    man = synthetic.default_data("shapes", root=env / "data", n_train=200, n_eval=40, shard_size=100, mismatch_frac=0.0,
+    man = synthetic.default_data("shapes", root=env / "shapes", n_train=200, n_eval=40, shard_size=100, mismatch_frac=0.0,
                                  progress=False)
     cache = env / "tokcache"
     w = env / "enc.safetensors"
@@ -100,7 +102,7 @@ def test_token_cache_invalidates_when_the_encoder_changes(env):
     save_weights(m, w)
     assert split_tokens(load_encoder("ACED-Tiny-32", str(w)), man["eval"], cache)["hit"]
     # other data: another key
-    man2 = synthetic.default_data("shapes", root=env / "data2", n_train=100, n_eval=30, shard_size=100, mismatch_frac=0.0,
+    man2 = synthetic.default_data("shapes", root=env / "shapes2", n_train=100, n_eval=30, shard_size=100, mismatch_frac=0.0,
                                   progress=False)
     assert split_tokens(e2, man2["eval"], cache)["key"] != b["key"]
 

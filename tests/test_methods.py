@@ -12,7 +12,7 @@ def teacher(tmp_path_factory):
     "A tiny teacher trained briefly on clean pairs through `aced-lab teacher` (cached in a temporary folder)."
     d = tmp_path_factory.mktemp("teacher")
     res = subprocess.run([str(BIN / "aced-lab"), "teacher", "--root", str(d / "teachers"), "--data_root", str(d / "data"),
-                          "--model", "ACED-Tiny-32", "--steps", "40", "--batch_size", "32", "--warmup", "5", "--n_train", "768",
+                          "--data", "shapes", "--model", "ACED-Tiny-32", "--steps", "40", "--batch_size", "32", "--warmup", "5", "--n_train", "768",
                           "--n_eval", "200", "--shard_size", "256", "--num_workers", "0", "--eval_max_samples", "200"],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]

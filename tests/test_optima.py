@@ -13,12 +13,12 @@ def lines(path):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    "Shapes shards (4 of 128 pairs: one per rank and worker under DDP) and a random-init ACED-Small-32 teacher."
+    "Shapes shards (4 of 128 pairs: one per rank and worker under DDP) and a random-init ACED-Small-64 teacher."
     from aced_lab.synthetic import default_data
     from aced_lab.models import create, save_weights
     root = tmp_path_factory.mktemp("optima")
     spec = default_data("shapes", root=root / "data", n_train=512, n_eval=16, shard_size=128)["train"]
-    teacher = save_weights(create("ACED-Small-32").model, root / "teacher.safetensors")
+    teacher = save_weights(create("ACED-Small-64").model, root / "teacher.safetensors")
     return {"spec": spec, "teacher": str(teacher)}
 
 def run_cli(args, **kw):
@@ -50,7 +50,7 @@ def test_cli_rejects_bad_module_settings(tmp_path, setup):
 def test_cli_optima_run(tmp_path, setup):
     run = tmp_path / "run"
     res = run_cli([*COMMON, "--data", setup["spec"], "--steps", "8", "--method", "optima", "--teacher", setup["teacher"],
-                   "--teacher_model", "ACED-Small-32", "--out_dir", str(run)], timeout=600)
+                   "--teacher_model", "ACED-Small-64", "--out_dir", str(run)], timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     rec = lines(run / "metrics.jsonl")
     assert [r["step"] for r in rec] == list(range(1, 9))
@@ -65,7 +65,7 @@ def test_cli_aced_with_module_distillation(tmp_path, setup):
     "ACED (selection against the reference, KD) plus OPTIMA module distillation from the same teacher, no special case."
     run = tmp_path / "aced"
     res = run_cli([*COMMON, "--data", setup["spec"], "--steps", "4", "--method", "aced", "--reference", setup["teacher"],
-                   "--reference_model", "ACED-Small-32", "--filter_ratio", "0.5", "--n_chunks", "4", "--selection_every", "2",
+                   "--reference_model", "ACED-Small-64", "--filter_ratio", "0.5", "--n_chunks", "4", "--selection_every", "2",
                    "--reference_cache", str(tmp_path / "refcache"), "--module_policy", "optima", "--out_dir", str(run)], timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     rec = lines(run / "metrics.jsonl")
@@ -79,7 +79,7 @@ def test_torchrun_same_arms_on_every_rank_and_resume(tmp_path, setup):
     def cmd(steps, *extra):
         return [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_port", "29531", "-m", "aced_lab.cli", "train",
                 *COMMON, "--data", setup["spec"], "--steps", str(steps), "--ckpt_every", "4", "--method", "optima",
-                "--teacher", setup["teacher"], "--teacher_model", "ACED-Small-32", "--out_dir", str(run), "--threads", "1", *extra]
+                "--teacher", setup["teacher"], "--teacher_model", "ACED-Small-64", "--out_dir", str(run), "--threads", "1", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd(8), capture_output=True, text=True, timeout=900, env=env)
     assert res.returncode == 0, res.stderr[-4000:]

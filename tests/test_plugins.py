@@ -31,7 +31,7 @@ def test_user_module_under_torchrun(tmp_path, ref):
     run = tmp_path / "run"
     cmd = [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_port", "29523", "-m", "aced_lab.cli", "train", *SMALL,
            "--plugins", "my_rules", "--method", "acid", "--score", "neg_learnability", "--selection", "first_b",
-           "--reference", ref, "--reference_model", "ACED-Tiny-32", "--reference_cache", "none", "--batch_size", "8",
+           "--reference", ref, "--reference_model", "ACED-Tiny-32", "--model", "ACED-Tiny-32", "--reference_cache", "none", "--batch_size", "8",
            "--filter_ratio", "0.5", "--steps", "3", "--selection_every", "1", "--data_root", str(tmp_path / "data"),
            "--out_dir", str(run)]
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -10,14 +10,14 @@ from aced_lab.trainer import train
 
 SMALL = dict(n_train=256, n_eval=64, shard_size=64, eval_max_samples=64, batch_size=16, filter_ratio=0.5, n_chunks=4,
              steps=3, warmup=1, num_workers=0, ckpt_every=0, tensorboard=False, selection_every=0, method="acid",
-             reference_model="ACED-Tiny-32", threads=1)
+             data="shapes", reference_model="ACED-Tiny-64", threads=1)  # shapes: two datasets that differ in every sample
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     "A random-init reference, one shared cache folder, and two shapes datasets that differ only in their corruption rate."
     d = tmp_path_factory.mktemp("refcache")
-    ref = save_weights(create("ACED-Tiny-32").model, d / "ref.safetensors")
+    ref = save_weights(create("ACED-Tiny-64").model, d / "ref.safetensors")
     return {"dir": d, "base": {**SMALL, "reference": str(ref), "reference_cache": str(d / "cache")}}
 
 
@@ -112,10 +112,10 @@ def test_reference_embedded_resolves_to_the_cached_teacher(tmp_path, monkeypatch
     from aced_lab.core import tiny_config
     monkeypatch.setenv("ACED_LAB_CACHE", str(tmp_path / "cache"))
     tiny = {k: v for k, v in tiny_config(tmp_path).items() if k != "data_root"}
-    monkeypatch.setattr(teacher, "TEACHER_DEFAULTS", {**teacher.TEACHER_DEFAULTS, **tiny, "model": "ACED-Tiny-32", "steps": 4})
+    monkeypatch.setattr(teacher, "TEACHER_DEFAULTS", {**teacher.TEACHER_DEFAULTS, "scenes": {**teacher.TEACHER_DEFAULTS["scenes"], **tiny, "model": "ACED-Tiny-64", "steps": 4}})
     cfg = {**tiny, "method": "aced", "reference": "embedded", "steps": 2, "data_root": str(tmp_path / "data"), "reference_cache": None}
     for run in ("r1", "r2"):
         train({**cfg, "out_dir": str(tmp_path / run)})
         c = json.loads((tmp_path / run / "config.json").read_text())["config"]
-        assert Path(c["reference"]).parent.parent == tmp_path / "cache" / "teachers" and c["reference_model"] == "ACED-Tiny-32"
+        assert Path(c["reference"]).parent.parent == tmp_path / "cache" / "teachers" and c["reference_model"] == "ACED-Tiny-64"
     assert len(list((tmp_path / "cache" / "teachers").glob("*/teacher.safetensors"))) == 1  # trained once, then reused

@@ -20,7 +20,7 @@ def run_cli(args, **kw):
 
 def test_cli_trains_and_beats_random_init(tmp_path, data_root):
     run = tmp_path / "run"
-    res = run_cli([*SMALL, "--steps", "120", "--n_train", "3000", "--batch_size", "64", "--lr", "2e-3",
+    res = run_cli([*SMALL, "--data", "shapes", "--model", "ACED-Tiny-32", "--steps", "120", "--n_train", "3000", "--batch_size", "64", "--lr", "2e-3",
                    "--data_root", data_root + "/big", "--out_dir", str(run)], timeout=900)
     assert res.returncode == 0, res.stderr[-4000:]
     rec = records(run)
@@ -89,11 +89,11 @@ def test_papermill_rejects_unknown_parameter_before_training(tmp_path):
 def test_aced_under_torchrun_selects_per_rank(tmp_path, data_root):
     "ACED with 2 CPU processes: each rank selects its sub-batch from its own super-batch; rank 0 writes the records."
     from aced_lab.models import create, save_weights
-    ref = save_weights(create("ACED-Tiny-32").model, tmp_path / "ref.safetensors")
+    ref = save_weights(create("ACED-Tiny-64").model, tmp_path / "ref.safetensors")
     run = tmp_path / "aced"
     cmd = [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_port", "29519", "-m", "aced_lab.cli", "train",
            *SMALL, "--steps", "6", "--batch_size", "16", "--filter_ratio", "0.5", "--n_chunks", "4",
-           "--method", "aced", "--reference", str(ref), "--reference_model", "ACED-Tiny-32", "--selection_every", "3",
+           "--method", "aced", "--reference", str(ref), "--reference_model", "ACED-Tiny-64", "--selection_every", "3",
            "--reference_cache", str(tmp_path / "refcache"),
            "--data_root", data_root, "--out_dir", str(run), "--threads", "1"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
