@@ -376,7 +376,8 @@ import time, warnings
 from .core import autocast
 from .callbacks import Callback
 from .records import write_selection
-from .reference_cache import ReferenceCache
+import torch.distributed as dist
+from .reference_cache import ReferenceStore, StoreReader, fill_store, STORED, MISSING, STALE
 from .reference_health import ReferenceHealth
 from .models import pair_gflops
 
@@ -389,45 +390,72 @@ def reference_scalars(model: torch.nn.Module) -> dict:
 class ACIDSelection(Callback):
     "Keep the `batch_size` examples of each super-batch chosen by learnability against a frozen reference."
     order = 10
-    def __init__(self, reference: torch.nn.Module, device: torch.device, seed: int, cache: ReferenceCache | None = None):
-        self.reference, self.gflops, self.cache = reference, pair_gflops(reference), cache
+    def __init__(self, reference: torch.nn.Module, device: torch.device, seed: int,
+                 store: ReferenceStore | None = None, # the reference's stored embeddings of the training data (None: always live)
+                 fill: bool = True, # fill the store's missing and stale shards before the first step
+                ):
+        self.reference, self.gflops, self.store, self.fill = reference, pair_gflops(reference), store, fill
         self.scalars = reference_scalars(reference)
         self.gen = torch.Generator(device=device).manual_seed(seed)
-        self.warned_stale, self.health = False, ReferenceHealth()
+        self.warned, self.health, self.fill_gflops = set(), ReferenceHealth(), 0.0
     def state_dict(self): return {"gen": self.gen.get_state()}
     def load_state_dict(self, d): self.gen.set_state(d["gen"])
 
+    def before_fit(self, t):
+        "Fill the store (each rank its shards; the one-time cost is charged to the first step) and let the loader attach its rows."
+        if self.store is None: return
+        if self.fill:
+            r = fill_store(self.store, self.reference, t.data_info["train"], t.bundle.preprocess, t.bundle.tokenizer, t.device,
+                           t.cfg.precision, t.rank, t.world, num_workers=t.cfg.num_workers)
+            if dist.is_initialized(): dist.barrier()  # every rank reads every shard's rows
+            self.fill_gflops = r["gflops"] / t.world  # the trainer multiplies a step's GFLOPs by the world size
+            if r["samples"] and t.rank == 0:
+                print(f"reference store {self.store.dir}: computed {r['samples']} samples' embeddings ({r['missing']} shards "
+                      f"missing, {r['stale']} stale: changed since stored), {r['gflops']:.3g} GFLOPs")
+        t.loader.attach = StoreReader(self.store)
+
+    def _warn_live(self, t, n, kind, why):
+        if not n or kind in self.warned or t.rank != 0: return
+        self.warned.add(kind)
+        warnings.warn(f"reference store {self.store.dir}: {n} of the {len(t.batch['id']) * t.world} samples of step {t.step + 1} {why}: "
+                      f"their embeddings are computed live by the reference; `ref_cache_{kind}` in metrics.jsonl counts them per step.", stacklevel=3)
+
     def score(self, t):
-        ids, digests, B = t.batch["id"], t.batch["digest"], len(t.batch["id"])
-        cached = self.cache.get(digests) if self.cache is not None else None  # (B, D_ref) x 2, or None
-        self.stale = self.cache.stale(ids, digests) if self.cache is not None and cached is None else 0
-        if self.stale and not self.warned_stale:
-            self.warned_stale = True
-            warnings.warn(f"reference cache {self.cache.dir}: {self.stale} of the {B} samples of step {t.step + 1} have ids it "
-                          "holds for other content (another dataset under the same shard/key names, or a shard rewritten in "
-                          "place). Their reference embeddings are recomputed, never served; `ref_cache_stale` in "
-                          "metrics.jsonl counts them per step.", stacklevel=2)
+        B, status = len(t.batch["id"]), t.batch.get("ref_status")  # (B,) STORED / MISSING / STALE; None: no store
+        live = torch.ones(B, dtype=torch.bool) if status is None else status != STORED  # (B,) rows the reference computes now
+        self.stale, self.missing = (0, 0) if status is None else (int((status == STALE).sum()), int((status == MISSING).sum()))
+        if status is not None and t.world > 1:  # totals over the ranks, for the log and the warnings
+            n = torch.tensor([self.stale, self.missing], device=t.device); dist.all_reduce(n); self.stale, self.missing = n.tolist()
+        if status is not None:
+            self._warn_live(t, self.stale, "stale", "hold other content than when their embeddings were stored (a shard rewritten "
+                            "in place, or another dataset under the same shard names); the stored rows are never served")
+            self._warn_live(t, self.missing, "missing", "have no stored embeddings (their shard's rows are missing: "
+                            "`aced-lab cache-reference`, or reference_cache_fill=True, computes them)")
         needs_learner = "learner" in get_score(t.cfg.score).needs  # e.g. easy_reference (offline filtering) does not
         t.raw_model.eval()  # scoring is inference: no dropout, and torch's fused attention path (1.6x faster here)
         with torch.no_grad(), autocast(t.device, t.cfg.precision):
             learner = self.learner_out = t.raw_model(t.images, t.texts) if needs_learner else None  # features (B, D)
-            if cached is None:
-                t.ref_out = self.reference(t.images, t.texts)  # features (B, D_ref)
-                t.step_gflops["ref_score"] = self.gflops * B
-                if self.cache is not None: self.cache.put(ids, digests, t.ref_out["image_features"], t.ref_out["text_features"])
+            if live.all(): t.ref_out = self.reference(t.images, t.texts)  # features (B, D_ref)
+            elif live.any():
+                k = live.nonzero().squeeze(1).to(t.device)
+                out = self.reference(t.images[k], t.texts[k])  # features (n_live, D_ref): just the rows not stored
         t.raw_model.train()
-        if cached is not None:
-            t.ref_out = {"image_features": cached[0].to(t.device), "text_features": cached[1].to(t.device), **self.scalars}
+        if not live.all():
+            feats = {m: t.batch[f"ref_{m}"].to(t.device).float() for m in ("image", "text")}  # (B, D_ref) from the store
+            if live.any():
+                for m in feats: feats[m][k] = out[f"{m}_features"].float()
+            t.ref_out = {"image_features": feats["image"], "text_features": feats["text"], **self.scalars}
+        n_live = int(live.sum())
+        if n_live: t.step_gflops["ref_score"] = self.gflops * n_live
+        if self.fill_gflops: t.step_gflops["ref_cache"], self.fill_gflops = self.fill_gflops, 0.0
         t.scores = score_super_batch(learner, t.ref_out, LOSS_KIND[t.cfg.loss], t.cfg.score)
         self.health_stats = self.health.update(t.scores, LOSS_KIND[t.cfg.loss], warn=t.rank == 0)  # ref_top1, ref_loss
         if needs_learner: t.step_gflops["learner_score"] = t.student_gflops * B
-        self.hit = cached is not None
+        self.hit = n_live == 0
 
     def after_step(self, t):
-        t.record.update(ref_cache_hit=int(self.hit), ref_cache_stale=self.stale, select_time=self.select_time, **self.health_stats)
-    def after_checkpoint(self, t):
-        if self.cache is not None: self.cache.flush()
-    after_fit = after_checkpoint
+        t.record.update(ref_cache_hit=int(self.hit), ref_cache_stale=self.stale, ref_cache_missing=self.missing,
+                        select_time=self.select_time, **self.health_stats)
 
     def select(self, t):
         c, s, t0 = t.cfg, t.scores, time.perf_counter()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_cli.ipynb #80e29bef
 from __future__ import annotations
-import argparse, json, sys, dataclasses
+import os, argparse, json, sys, dataclasses
 from pathlib import Path
 from .core import ConfigError, RunConfig, _closest
 
@@ -98,8 +98,9 @@ def cmd_eval(argv):
 def cmd_cache_reference(argv):
     from aced_lab.trainer import TrainConfig, cache_reference
     d = parse_config(TrainConfig, argv, "aced-lab cache-reference")
-    cache = cache_reference(TrainConfig.from_dict({"method": "acid", **d}))
-    print(f"{len(cache)} reference embeddings in {cache.dir}")
+    r = cache_reference(TrainConfig.from_dict({"method": "acid", **d}))
+    if os.environ.get("RANK", "0") == "0":
+        print(f"{r['store']}: computed {r['samples']} samples ({r['missing']} shards missing, {r['stale']} stale), {r['gflops']:.4g} GFLOPs")
 
 def cmd_teacher(argv):
     from aced_lab.trainer import TrainConfig

@@ -15,7 +15,7 @@ from .eval import SUITES
 from .models import SHIPPED_MODELS
 from .losses import KDLoss
 from .acid import SCORES, SELECTORS, REF_CONTEXTS, ACIDSelection
-from .reference_cache import open_reference_cache
+from .reference_cache import open_reference_store
 from .bandits import POLICIES
 from .synthetic import EMBEDDED_DATA
 from .scenes import ScenesConfig
@@ -64,7 +64,8 @@ class TrainConfig(RunConfig):
     kd_weight: float = 1.0 # λ: weight of the KD loss
     kd_temperature: float = 1.0 # KD softmax temperature
     selection_every: int = 10 # write the whole super-batch's scores to selection/ every k steps (0: never)
-    reference_cache: str | None = "auto" # reference embeddings cache: "auto" (in aced_lab's cache), a folder, or None (off)
+    reference_cache: str | None = "auto" # reference embeddings store: "auto" (beside the training shards), a folder, or None (off: the reference runs every step)
+    reference_cache_fill: bool = True # fill the store's missing/stale shards before step 1 (False: those samples run the reference live)
     flops_budget: float | None = None # stop once training + scoring have spent this many GFLOPs
     # module-wise distillation (method optima, or any method with module_policy)
     module_policy: str | None = None # bandit choosing the distilled module: "optima", "ts", "uniform", "round_robin", "all", "none"; None: off (method optima: "optima")
@@ -170,9 +171,10 @@ def load_reference(t, frozen): return frozen(t.cfg.reference_model, t.cfg.refere
 def load_teacher(t, frozen): return frozen(t.cfg.teacher_model or t.cfg.reference_model, t.cfg.teacher or t.cfg.reference)
 
 def acid_selection(t, frozen) -> ACIDSelection:
-    "ACID's selection callback against the run's reference, with the reference cache the config asks for."
+    "ACID's selection callback against the run's reference, with the reference store the config asks for."
     ref = load_reference(t, frozen)
-    return ACIDSelection(ref, t.device, t.cfg.seed * 1000 + t.rank, open_reference_cache(t.cfg, ref, t.bundle, t.rank))
+    return ACIDSelection(ref, t.device, t.cfg.seed * 1000 + t.rank, open_reference_store(t.cfg, ref, t.bundle, t.data_info["train"]),
+                         fill=t.cfg.reference_cache_fill)
 
 @register_method("iid")
 def _iid(t, frozen): return []

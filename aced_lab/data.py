@@ -87,8 +87,8 @@ class _PinTensors(dict):
 
 class _Batcher:
     "Worker stage: raw samples -> records (batches, skip counts, progress, final tail)."
-    def __init__(self, fields, preprocess, tokenizer, batch_size, errors, resume=None):
-        self.fields, self.preprocess, self.tokenizer, self.batch_size = fields, preprocess, tokenizer, batch_size
+    def __init__(self, fields, preprocess, tokenizer, batch_size, errors, resume=None, attach=None):
+        self.fields, self.preprocess, self.tokenizer, self.batch_size, self.attach = fields, preprocess, tokenizer, batch_size, attach
         self.errors, self.resume = errors, resume or {}  # resume: {worker: (batches already consumed, raw samples they used)}
     def _record(self, kind, worker, raw, counts, examples, **kw):
         ec, ee = self.errors.take(); counts.update(ec)
@@ -104,8 +104,9 @@ class _Batcher:
             if raw <= raw_done:  # consumed before the checkpoint: skip without decoding
                 if raw == raw_done: self.errors.take()  # their read errors were counted then
                 continue
-            try: buf.append(decode_sample(*self.fields(r), self.preprocess))
-            except SkipSample as e: counts[e.kind] += 1; examples.setdefault(e.kind, e.where)
+            try: buf.append(s := decode_sample(*self.fields(r), self.preprocess))
+            except SkipSample as e: counts[e.kind] += 1; examples.setdefault(e.kind, e.where); continue
+            if self.attach is not None: s.update(self.attach(s["id"], s["digest"]))
             if len(buf) == self.batch_size:
                 yield self._record("batch", worker, raw, counts, examples, batch=collate(buf, self.tokenizer))
                 buf, counts, examples = [], Counter(), {}
@@ -142,6 +143,7 @@ class ImageTextLoader:
                  prefetch_factor: int = 2, # batches prefetched per worker
                  mp_context: str | None = "auto", # worker start method; "auto": "fork" on Linux, else torch's default
                  n_samples: int | None = None, # total samples if known (else from a manifest.json, or counted)
+                 attach: Callable | None = None, # (id, digest) -> more fields of the sample, e.g. a reference store's rows (`aced_lab.reference_cache.StoreReader`)
                 ):
         if batch_size < 1: raise ValueError(f"batch_size={batch_size} must be >= 1")
         if num_workers < 0: raise ValueError(f"num_workers={num_workers} must be >= 0")
@@ -155,7 +157,7 @@ class ImageTextLoader:
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         if fmt == "csv": self._read_csv(self.source, sep, img_key, caption_key)
         else: self.urls = expand_urls(self.source)  # FileNotFoundError / ValueError here, before any worker
-        self._n_samples = n_samples
+        self._n_samples, self.attach = n_samples, attach
         self.state = {"epoch": 0, "batch": 0}
         self.skipped, self.skipped_total, self.dropped = Counter(), Counter(), 0
         self._live, self._pending, self._warned_cap, self._epoch_batches, self._sources_hash = None, None, False, 0, None
@@ -199,7 +201,7 @@ def _pipeline(self: ImageTextLoader, epoch: int, resume: dict | None = None):
                   *_shard_samples(errors)]
         if self.shuffle and self.shuffle_buffer > 1: stages.append(_SampleShuffle(self.shuffle_buffer, self.seed, epoch))
         fields = _wds_fields
-    stages.append(_Batcher(fields, self.preprocess, self.tokenizer, self.batch_size, errors, resume))
+    stages.append(_Batcher(fields, self.preprocess, self.tokenizer, self.batch_size, errors, resume, self.attach))
     return wds.DataPipeline(*[s for s in stages if s is not None])
 
 @patch
@@ -223,10 +225,9 @@ def _layout(self: ImageTextLoader) -> dict:
 
 # %% ../nbs/01_data.ipynb #6a0945f7
 def _cat(parts: list[dict]) -> dict:
-    "Concatenate batch dicts."
+    "Concatenate batch dicts (tensors along the batch, lists joined)."
     if len(parts) == 1: return parts[0]
-    out = {k: torch.cat([p[k] for p in parts]) for k in ("image", "text")}
-    return {**out, **{k: sum((p[k] for p in parts), []) for k in ("id", "digest", "caption", "meta")}}
+    return {k: torch.cat([p[k] for p in parts]) if torch.is_tensor(v) else sum((p[k] for p in parts), []) for k, v in parts[0].items()}
 
 def _split(b: dict, n: int) -> tuple[dict, dict]:
     "The first `n` examples of a batch dict and the rest."

@@ -118,12 +118,17 @@ def content_digest(image: bytes, # encoded image bytes
 def collate(samples: list[dict], # samples from `decode_sample` (with "text" unless `tokenizer` is given)
             tokenizer: Callable | None = None, # list[str] -> LongTensor (N,L); tokenizes all captions in one call
            ) -> dict:
-    "Stack samples into a batch: image (B,3,H,W), text (B,L), and lists of id, digest, caption, meta."
+    "Stack samples into a batch: image (B,3,H,W), text (B,L), lists of id, digest, caption, meta (+ stored reference rows)."
     caps = [s["caption"] for s in samples]
     text = torch.as_tensor(tokenizer(caps)) if tokenizer is not None else _stack([s["text"] for s in samples])
-    return {"image": _stack([s["image"] for s in samples]), "text": text.long(),  # (B,3,H,W), (B,L)
-            "id": [s["id"] for s in samples], "digest": [s.get("digest") for s in samples],
-            "caption": caps, "meta": [s["meta"] for s in samples]}
+    out = {"image": _stack([s["image"] for s in samples]), "text": text.long(),  # (B,3,H,W), (B,L)
+           "id": [s["id"] for s in samples], "digest": [s.get("digest") for s in samples],
+           "caption": caps, "meta": [s["meta"] for s in samples]}
+    if "ref_status" in samples[0]:  # rows a reference store attached (`aced_lab.reference_cache.StoreReader`)
+        out["ref_status"] = torch.tensor([s["ref_status"] for s in samples], dtype=torch.uint8)  # (B,)
+        if "ref_image" in samples[0]:
+            out.update({k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in ("ref_image", "ref_text")})  # (B, D) fp16
+    return out
 
 def _stack(xs: list[torch.Tensor]) -> torch.Tensor:
     "torch.stack; in a DataLoader worker straight into shared memory (as default_collate does: one copy less)."

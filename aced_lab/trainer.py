@@ -20,7 +20,7 @@ from .models import create, count_params, inference_flops, load_frozen, image_hw
 from .data import ImageTextLoader
 from . import synthetic
 from .eval import evaluate
-from .reference_cache import ReferenceCache, open_reference_cache
+from .reference_cache import open_reference_store, fill_store
 from .callbacks import ProgressBar, JsonlLogger, TensorBoardLogger
 from .config import TrainConfig, METHODS, EMBEDDED, LOSSES, load_teacher, resolve_embedded
 # importable from here too, where they lived before: for callers of the old names
@@ -362,25 +362,20 @@ def train(cfg: TrainConfig | dict, # a config or a dict of its fields
     finally:
         if dist.is_initialized(): dist.destroy_process_group()
 
-@torch.no_grad()
 def cache_reference(cfg: TrainConfig | dict, # a training config naming the data and the reference
-                   ) -> ReferenceCache:
-    "Fill the reference cache with one pass over the training data ahead of training (`aced-lab cache-reference`)."
+                   ) -> dict:
+    "Fill the reference store ahead of training, each rank its own shards (`aced-lab cache-reference`, also under torchrun)."
     t = Trainer(cfg); cfg = t.cfg
     if cfg.reference is None or cfg.reference_cache is None: raise ConfigError("cache_reference needs reference and reference_cache")
     t.rank, t.world, t.device = init_distributed(cfg.device)
     setup_backend(t.device, cfg.threads)
-    ref = load_frozen(cfg.reference_model, cfg.reference, t.device)
-    b = create(cfg.model, **model_kwargs(cfg.loss))  # training feeds the reference the student's inputs: cache those
-    cache = open_reference_cache(cfg, ref, b, t.rank)
-    loader = ImageTextLoader(t._data()["train"], b.preprocess, b.tokenizer, batch_size=256, num_workers=cfg.num_workers,
-                             shuffle=False, drop_last=False)
-    for batch in tqdm(loader.epoch(0), desc="cache reference", disable=t.rank != 0):
-        todo = [k for k, d in enumerate(batch["digest"]) if d not in cache]
-        if not todo: continue
-        with autocast(t.device, cfg.precision):
-            out = ref(batch["image"][todo].to(t.device), batch["text"][todo].to(t.device))
-        cache.put([batch["id"][k] for k in todo], [batch["digest"][k] for k in todo], out["image_features"], out["text_features"])
-    cache.flush()
-    if dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
-    return cache.reload()
+    try:
+        ref = load_frozen(cfg.reference_model, cfg.reference, t.device)
+        b = create(cfg.model, **model_kwargs(cfg.loss))  # training feeds the reference the student's inputs: store those
+        train_data = t._data()["train"]
+        store = open_reference_store(cfg, ref, b, train_data)
+        report = fill_store(store, ref, train_data, b.preprocess, b.tokenizer, t.device, cfg.precision, t.rank, t.world,
+                            num_workers=cfg.num_workers)
+        return {"store": str(store.dir), **report}
+    finally:
+        if dist.is_initialized(): dist.destroy_process_group()

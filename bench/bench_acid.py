@@ -1,6 +1,6 @@
 """ACID overheads, measured side by side in one run (issue targets, CPU by default):
 
-- with a warm reference cache, ACID step time / (IID step time + learner forward on the super-batch B) <= 1.10
+- with a filled reference store, ACID step time / (IID step time + learner forward on the super-batch B) <= 1.10
 - joint selection itself <= 3% of the ACID step at b = 256, f = 0.8
 - offline filtering (score easy_reference, warm cache: no learner and no reference forward) / IID step ~ 1
   (what is left is decoding B images instead of b, and top-k)
@@ -38,7 +38,7 @@ common = dict(data="shapes", data_root=str(tmp / "data"), n_train=n, n_eval=200,
               batch_size=a.b, steps=a.steps, warmup=2, num_workers=a.num_workers, ckpt_every=0, tensorboard=False,
               eval_max_samples=200, reference=str(ref), reference_model=a.reference_model,
               reference_cache=str(tmp / "refcache"), filter_ratio=a.filter_ratio, selection_every=0)
-print(f"b={a.b}, f={a.filter_ratio}, B={B}; filling the reference cache ({n} samples)...", flush=True)
+print(f"b={a.b}, f={a.filter_ratio}, B={B}; filling the reference store ({n} samples)...", flush=True)
 cache_reference({**common, "method": "acid"})
 
 def step_times(method, i, **kw):
@@ -65,7 +65,7 @@ for i in range(a.rounds):
     r = step_times("iid", i); iid.append(statistics.median(x["step_time"] for x in r)); iid_c.append(compute(r))
     fwd.append(learner_forward_B())
     r = step_times("acid", i)
-    assert all(x["ref_cache_hit"] for x in r), "the cache should be warm"
+    assert all(x["ref_cache_hit"] for x in r), "the store should be filled"
     acid.append(statistics.median(x["step_time"] for x in r)); sel.append(statistics.median(x["select_time"] for x in r))
     acid_c.append(compute(r))
     r = step_times("acid", i, score="easy_reference", selection="topk")

@@ -1,12 +1,12 @@
-"The reference cache serves a sample's embeddings only for that sample's content: never another dataset's, never a rewritten shard's."
-import io, shutil, tarfile, warnings
+"The reference store serves a sample's embeddings only for that sample's content (never another dataset's, never a rewritten shard's); samples without a good row run the live reference, counted."
+import shutil, warnings
 from pathlib import Path
 import numpy as np
 import pytest
-from PIL import Image
 from aced_lab.models import create, save_weights
 from aced_lab.records import load_records
 from aced_lab.trainer import train
+from shard_helpers import rewrite_images
 
 SMALL = dict(n_train=256, n_eval=64, shard_size=64, eval_max_samples=64, batch_size=16, filter_ratio=0.5, n_chunks=4,
              steps=3, warmup=1, num_workers=0, ckpt_every=0, tensorboard=False, selection_every=0, method="acid",
@@ -15,10 +15,10 @@ SMALL = dict(n_train=256, n_eval=64, shard_size=64, eval_max_samples=64, batch_s
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    "A random-init reference, one shared cache folder, and two shapes datasets that differ only in their corruption rate."
+    "A random-init reference, one shared store folder, and two shapes datasets that differ only in their corruption rate."
     d = tmp_path_factory.mktemp("refcache")
     ref = save_weights(create("ACED-Tiny-64").model, d / "ref.safetensors")
-    return {"dir": d, "base": {**SMALL, "reference": str(ref), "reference_cache": str(d / "cache")}}
+    return {"dir": d, "base": {**SMALL, "reference": str(ref), "reference_cache": str(d / "store")}}
 
 
 def run(env, name, **kw):
@@ -32,50 +32,54 @@ def run(env, name, **kw):
 def losses(recs): return [r["loss"] for r in recs]
 
 
-def test_two_datasets_one_cache_never_share_embeddings(env):
+def test_two_datasets_one_store_never_share_embeddings(env):
     a = dict(data_root=str(env["dir"] / "a"), mismatch_frac=0.3)
     b = dict(data_root=str(env["dir"] / "b"), mismatch_frac=0.5)  # another dataset under the same shard and key names
     ra, _ = run(env, "a1", **a)
-    assert [r["ref_cache_hit"] for r in ra] == [0, 0, 0]  # a cold cache
-    rb, w = run(env, "b1", **b)
+    assert [r["ref_cache_hit"] for r in ra] == [1, 1, 1] and ra[0]["gflops_ref_cache"] > 0  # filled before step 1, charged to it
+    rb, w = run(env, "b-nofill", **b, reference_cache_fill=False)  # the store holds a's rows under b's shard names and keys
     assert [r["ref_cache_hit"] for r in rb] == [0, 0, 0], "dataset b was scored with dataset a's reference embeddings"
-    assert all(r["ref_cache_stale"] > 0 for r in rb)  # ids the cache holds for a's content: counted ...
-    assert sum("holds for other content" in m for m in w) == 1  # ... and warned about, once
+    # the pairs b shares with a (same seed, same clean pairs) are served; each other one is counted ...
+    assert all(0 < r["ref_cache_stale"] < 32 and r["ref_cache_missing"] == 0 for r in rb)
+    assert sum("hold other content" in m for m in w) == 1  # ... and warned about, once
     rb_live, _ = run(env, "b-live", **b, reference_cache=None)
-    assert losses(rb) == pytest.approx(losses(rb_live), abs=1e-5)  # what the live reference gives
-    for name, data in (("a2", a), ("a-copy", {**a, "data_root": str(shutil.copytree(a["data_root"], env["dir"] / "a-copy"))})):
-        r2, w2 = run(env, name, **data)  # the same data read again, from where it was or from a copy: every step hits
-        assert [r["ref_cache_hit"] for r in r2] == [1, 1, 1] and all(r["ref_cache_stale"] == 0 for r in r2)
-        assert losses(r2) == pytest.approx(losses(ra), abs=1e-4) and not any("other content" in m for m in w2)
+    assert losses(rb) == pytest.approx(losses(rb_live), abs=1e-4)  # what the live reference gives
+    rb2, _ = run(env, "b-fill", **b)  # filling finds b's shards changed since a's rows were stored, and recomputes them
+    assert [r["ref_cache_hit"] for r in rb2] == [1, 1, 1] and rb2[0]["gflops_ref_cache"] > 0
+    assert losses(rb2) == pytest.approx(losses(rb_live), abs=1e-4)
 
 
-def rewrite_images(shard: Path):
-    "Rewrite a shard in place with the same keys and captions and re-rendered (inverted) images."
-    members = []
-    with tarfile.open(shard) as tf:
-        for m in tf:
-            data = tf.extractfile(m).read()
-            if m.name.endswith(".png"):
-                img = 255 - np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-                b = io.BytesIO(); Image.fromarray(img).save(b, format="PNG"); data = b.getvalue()
-            members.append((m.name, data))
-    with tarfile.open(shard, "w") as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name); ti.size = len(data); tf.addfile(ti, io.BytesIO(data))
+def test_a_copied_dataset_brings_its_store(env):
+    "reference_cache='auto' keeps the store beside the shards: a copy of the folder (times kept) needs no recomputing."
+    a = env["dir"] / "auto-a"
+    r1, _ = run(env, "auto1", data_root=str(a), reference_cache="auto")
+    assert list(a.glob("reference/*/train-000000.npy")) and r1[0]["gflops_ref_cache"] > 0
+    copy = shutil.copytree(a, env["dir"] / "auto-copy")  # copy2: modification times kept
+    r2, _ = run(env, "auto2", data_root=str(copy), reference_cache="auto")
+    assert [r["ref_cache_hit"] for r in r2] == [1, 1, 1] and "gflops_ref_cache" not in r2[0]
+    assert losses(r2) == pytest.approx(losses(r1), abs=1e-6)
 
 
-def test_shard_rewritten_in_place_is_recomputed(env):
-    root = env["dir"] / "c"
-    run(env, "c1", data_root=str(root), mismatch_frac=0.3)  # fills the cache for these shards
-    shards = sorted(Path(root).rglob("train-*.tar"))
-    assert len(shards) == 4
-    for s in shards: rewrite_images(s)
-    again, w = run(env, "c2", data_root=str(root), mismatch_frac=0.3)
-    assert [r["ref_cache_hit"] for r in again] == [0, 0, 0], "the rewritten shards were served their old embeddings"
-    assert [r["ref_cache_stale"] for r in again] == [32, 32, 32]  # every id of every super-batch now holds other pixels
-    assert sum("holds for other content" in m for m in w) == 1
-    live, _ = run(env, "c-live", data_root=str(root), mismatch_frac=0.3, reference_cache=None)
-    assert losses(again) == pytest.approx(losses(live), abs=1e-5)
+def test_missing_rows_and_a_rewritten_shard_run_live(env):
+    "A shard whose rows were lost and a shard rewritten in place: those samples run the live reference, counted; filling recomputes both."
+    from aced_lab.models import create, pair_gflops
+    kw = dict(data_root=str(env["dir"] / "c"), mismatch_frac=0.3, reference_cache=str(env["dir"] / "store-c"))
+    run(env, "c1", **kw)  # fills the store for these shards
+    rows = sorted((env["dir"] / "store-c").glob("*/train-*.npy"))
+    assert len(rows) == 4
+    rows[2].unlink()                                                 # train-000002's rows lost
+    rewrite_images(next(Path(kw["data_root"]).glob("train-000001.tar")))  # train-000001 re-rendered in place
+    again, w = run(env, "c2", **kw, reference_cache_fill=False)
+    assert sum(r["ref_cache_stale"] for r in again) > 0 and sum(r["ref_cache_missing"] for r in again) > 0
+    g = pair_gflops(create("ACED-Tiny-64").model)
+    for r in again:  # the reference ran on exactly the samples without a good stored row
+        n = r["ref_cache_stale"] + r["ref_cache_missing"]
+        assert r.get("gflops_ref_score", 0) == pytest.approx(g * n) and r["ref_cache_hit"] == (n == 0)
+    assert sum("hold other content" in m for m in w) == 1 and sum("have no stored embeddings" in m for m in w) == 1
+    live, _ = run(env, "c-live", **{**kw, "reference_cache": None})
+    assert losses(again) == pytest.approx(losses(live), abs=1e-4)
+    filled, _ = run(env, "c3", **kw)  # filling recomputes exactly the two shards: 2 x 64 samples
+    assert filled[0]["gflops_ref_cache"] == pytest.approx(g * 128) and all(r["ref_cache_hit"] for r in filled)
 
 
 def test_a_blind_reference_is_caught(env):

@@ -86,22 +86,32 @@ def test_papermill_rejects_unknown_parameter_before_training(tmp_path):
     assert "unknown parameter 'stpes'" in res.stderr and "Did you mean 'steps'" in res.stderr
     assert not (tmp_path / "run").exists()
 
-def test_aced_under_torchrun_selects_per_rank(tmp_path, data_root):
-    "ACED with 2 CPU processes: each rank selects its sub-batch from its own super-batch; rank 0 writes the records."
+def test_aced_under_torchrun_reads_the_reference_store(tmp_path):
+    "`cache-reference` fills the store under torchrun (each rank its shards); an ACED run with 2 CPU processes reads it, one "
+    "shard's rows deleted and another shard rewritten in place: those samples run the live reference, counted over ranks."
+    import numpy as np
+    sys.path.insert(0, str(ROOT / "tests"))
+    from shard_helpers import rewrite_images
     from aced_lab.models import create, save_weights
     ref = save_weights(create("ACED-Tiny-64").model, tmp_path / "ref.safetensors")
-    run = tmp_path / "aced"
-    cmd = [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_port", "29519", "-m", "aced_lab.cli", "train",
-           *SMALL, "--steps", "6", "--batch_size", "16", "--filter_ratio", "0.5", "--n_chunks", "4",
-           "--method", "aced", "--reference", str(ref), "--reference_model", "ACED-Tiny-64", "--selection_every", "3",
-           "--reference_cache", str(tmp_path / "refcache"),
-           "--data_root", data_root, "--out_dir", str(run), "--threads", "1"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    data, store, run = tmp_path / "data", tmp_path / "store", tmp_path / "aced"
+    common = [*SMALL, "--batch_size", "16", "--filter_ratio", "0.5", "--n_chunks", "4", "--method", "aced", "--reference", str(ref),
+              "--reference_model", "ACED-Tiny-64", "--reference_cache", str(store), "--data_root", str(data), "--threads", "1"]
+    torchrun = [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_port", "29519", "-m", "aced_lab.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([*torchrun, "cache-reference", *common], capture_output=True, text=True, timeout=900, env=env)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "computed 1024 samples (4 shards missing, 0 stale)" in res.stdout  # totals over both ranks, printed once
+    rows = sorted(store.glob("*/train-*.npy"))
+    assert [p.name for p in rows] == [f"train-00000{k}.npy" for k in range(4)]
+    rows[0].unlink(); rewrite_images(data / "train-000001.tar")
+    res = subprocess.run([*torchrun, "train", *common, "--steps", "6", "--selection_every", "3", "--reference_cache_fill", "false",
+                          "--out_dir", str(run)], capture_output=True, text=True, timeout=900, env=env)
     assert res.returncode == 0, res.stderr[-4000:]
     rec = records(run)
     assert [r["step"] for r in rec] == list(range(1, 7))
-    assert all("kd_loss" in r and r["gflops_ref_score"] > 0 and r["ref_cache_hit"] == 0 for r in rec)  # a cold cache
-    assert len(list((tmp_path / "refcache").glob("*/part-r00[01]-*.npz"))) == 2  # each rank stored what it scored
-    import numpy as np
+    assert sum(r["ref_cache_missing"] for r in rec) > 0 and sum(r["ref_cache_stale"] for r in rec) > 0  # both ranks' samples
+    assert all("kd_loss" in r and (r["ref_cache_hit"] == 1) == ("gflops_ref_score" not in r) for r in rec)
+    assert "have no stored embeddings" in res.stderr and "hold other content" in res.stderr
     z = np.load(run / "selection" / "step-0000003.npz")
     assert len(z["id"]) == 32 and z["selected"].sum() == 16
