@@ -97,12 +97,14 @@ def _gumbel_topk(logits: torch.Tensor, # (B,) unnormalised log-probabilities; -i
                  k: int, # how many to draw without replacement
                  temperature: float = 1.0, # τ: logits are divided by it; 0 = plain top-k
                  generator: torch.Generator | None = None, # RNG (on logits' device); None = torch's global RNG
+                 floor: torch.Tensor | None = None, # (B,) the noise's lower clamp (default tiny); +inf = never pick (one op masks)
                 ) -> torch.Tensor:
     "Draw k indices (k,) without replacement with probability ∝ exp(logits/τ) (Gumbel-top-k)."
-    if temperature == 0: return torch.topk(logits, k).indices
-    e = torch.empty_like(logits).exponential_(generator=generator)  # (B,) Exp(1); -log(Exp(1)) ~ Gumbel(0, 1)
-    g = -e.clamp_min_(torch.finfo(e.dtype).tiny).log_()  # clamp: never -log(0) = inf (inf + -inf = nan)
-    return torch.topk(logits / temperature + g, k).indices
+    if temperature == 0 and floor is None: return torch.topk(logits, k).indices
+    e = torch.empty_like(logits)  # (B,) Exp(1); -log(Exp(1)) ~ Gumbel(0, 1); τ = 0: 1, whose log 0 adds no noise
+    e = e.fill_(1) if temperature == 0 else e.exponential_(generator=generator)
+    g = e.clamp_min_(torch.finfo(e.dtype).tiny if floor is None else floor).log_()  # (B,) -Gumbel; clamp: never log(0) = -inf
+    return torch.topk((logits if temperature in (0, 1) else logits / temperature) - g, k).indices
 
 def _check_temperature(t: float) -> None:
     if not (t >= 0 and math.isfinite(t)): raise ValueError(f"temperature={t!r} must be finite and >= 0")
@@ -189,20 +191,24 @@ def _cond_init(x: torch.Tensor, loss: str) -> torch.Tensor:
     return torch.zeros(2, len(x), dtype=x.dtype, device=x.device) if loss == "sigmoid" else \
            torch.full((2, len(x)), -math.inf, dtype=x.dtype, device=x.device)
 
-def _cond_add(x: torch.Tensor, xt: torch.Tensor, state: torch.Tensor, idx: torch.Tensor, loss: str) -> torch.Tensor:
-    "Update the state (2,B) with newly chosen examples `idx` (c,); `xt` is `x.T`, contiguous."
+def _cond_add(xx: torch.Tensor, state: torch.Tensor, idx: torch.Tensor, loss: str) -> torch.Tensor:
+    "Add newly chosen examples `idx` (c,) to the state (2,B), in place; `xx` (2,B,B) is `stack([x.T, x])`."
     # (2,c,B): [0, k, i] = x[i, idx_k] candidate i's image vs a chosen text; [1, k, i] = x[idx_k, i] a chosen image
-    # vs candidate i's text. Row gathers of x and x.T are contiguous, unlike the column gather x[:, idx].
-    part = torch.stack([xt.index_select(0, idx), x.index_select(0, idx)])
-    if loss == "sigmoid": return state + F.softplus(part).sum(1)  # negatives: -log σ(-x) = softplus(x)
-    return torch.logaddexp(state, part.logsumexp(1))
+    # vs candidate i's text. One gather of contiguous rows serves both, unlike the column gather x[:, idx].
+    part = xx.index_select(1, idx)
+    if loss == "sigmoid": return state.add_(F.softplus(part).sum(1))  # negatives: -log σ(-x) = softplus(x)
+    return torch.logaddexp(state, part.logsumexp(1), out=state)
 
-def _cond_loss(x: torch.Tensor, state: torch.Tensor, loss: str, first: bool = False) -> torch.Tensor:
-    "Each candidate's conditional loss (B,) given the state (softmax's first round: against the whole super-batch)."
+def _own_term(x: torch.Tensor, loss: str) -> torch.Tensor:
+    "What every round's conditional loss reads of i's own pair (B,): −log σ(x_ii) (sigmoid) or x_ii (softmax)."
     d = x.diagonal()  # (B,) positive-pair logits
-    if loss == "sigmoid": return F.softplus(-d) + state.sum(0)
-    if first: return 0.5 * (x.logsumexp(1) + x.logsumexp(0)) - d
-    return 0.5 * torch.logaddexp(state, d).sum(0) - d
+    return F.softplus(-d) if loss == "sigmoid" else d
+
+def _cond_loss(x: torch.Tensor, own: torch.Tensor, state: torch.Tensor, loss: str, first: bool = False) -> torch.Tensor:
+    "Each candidate's conditional loss (B,) given the state (softmax's first round: against the whole super-batch)."
+    if loss == "sigmoid": return own + state.sum(0)
+    if first: return 0.5 * (x.logsumexp(1) + x.logsumexp(0)) - own
+    return 0.5 * torch.logaddexp(state, own).sum(0) - own
 
 @contextlib.contextmanager
 def _one_cpu_thread(device: torch.device):
@@ -236,19 +242,20 @@ def select_joint(learner_logits: torch.Tensor | None, # (B,B) learner image-text
     fixed = None  # (B,) the reference's losses against the whole super-batch, the same in every round
     if ref_context == "batch" and xs[1] is not None:
         fixed, xs = _whole_batch_loss(xs[1], loss), [xs[0], None]
-    with _one_cpu_thread(dev):
-        xts = [None if x is None else x.T.contiguous() for x in xs]  # (B,B) each, for contiguous row gathers
+    with _one_cpu_thread(dev):  # each round: ~14 ops for one conditioned model (`count_ops`), + ~6 for a second
+        xxs = [None if x is None else torch.stack([x.T, x]) for x in xs]  # (2,B,B) each, for `_cond_add`'s one gather
+        owns = [None if x is None else _own_term(x, loss) for x in xs]  # (B,) each, the same in every round
         states = [None if x is None else _cond_init(x, loss) for x in xs]  # (2,B) each
-        chosen, bad, out = torch.zeros(B, dtype=torch.bool, device=dev), torch.zeros((), dtype=torch.bool, device=dev), []
-        for r, c in enumerate(_chunks(b, n_chunks)):
-            losses = [None if x is None else _cond_loss(x, st, loss, r == 0) for x, st in zip(xs, states)]  # (B,) each
+        ss, out, chunks = [], [], _chunks(b, n_chunks)
+        for r, c in enumerate(chunks):
+            losses = [None if x is None else _cond_loss(x, o, st, loss, r == 0) for x, o, st in zip(xs, owns, states)]  # (B,) each
             if fixed is not None: losses[1] = fixed
-            s = example_scores(*losses, score)  # (B,)
-            bad |= ~torch.isfinite(s).all()  # checked once at the end: no host sync inside the loop
-            idx = _gumbel_topk(s.masked_fill(chosen, -math.inf), c, temperature, generator)  # (c,) chosen: never again
-            chosen[idx] = True; out.append(idx)
-            states = [None if x is None else _cond_add(x, xt, st, idx, loss) for x, xt, st in zip(xs, xts, states)]
-    if bad: raise ValueError("logits contain NaN or inf (non-finite selection scores)")
+            s = example_scores(*losses, score); ss.append(s)  # (B,); checked once at the end: no host sync inside the loop
+            if r == 0: floor = torch.full_like(s, torch.finfo(s.dtype).tiny)  # (B,) the noise's clamp; +inf: chosen, never again
+            idx = _gumbel_topk(s, c, temperature, generator, floor)  # (c,)
+            floor.index_fill_(0, idx, math.inf); out.append(idx)
+            if r < len(chunks) - 1: states = [None if x is None else _cond_add(xx, st, idx, loss) for x, xx, st in zip(xs, xxs, states)]
+    if not torch.isfinite(torch.stack(ss)).all(): raise ValueError("logits contain NaN or inf (non-finite selection scores)")
     return torch.cat(out)
 
 # %% ../nbs/06_acid.ipynb #b7ea584b
