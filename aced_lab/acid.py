@@ -239,11 +239,11 @@ def select_joint(learner_logits: torch.Tensor | None, # (B,B) learner image-text
     if not (isinstance(n_chunks, int) and n_chunks >= 1): raise ValueError(f"n_chunks={n_chunks!r} must be an int >= 1")
     xs = [None if x is None else _as_float(x) for x in (learner_logits, ref_logits)]
     dev = next(x for x in xs if x is not None).device
-    fixed = None  # (B,) the reference's losses against the whole super-batch, the same in every round
-    if ref_context == "batch" and xs[1] is not None:
-        fixed, xs = _whole_batch_loss(xs[1], loss), [xs[0], None]
-    cond = [x for x in xs if x is not None]  # the models conditioned on the chosen set, M of them (0 to 2)
     with _one_cpu_thread(dev):  # 14-15 ops a round (`count_ops`): the M conditioned models share each one
+        fixed = None  # (B,) the reference's losses against the whole super-batch, the same in every round
+        if ref_context == "batch" and xs[1] is not None:
+            fixed, xs = _whole_batch_loss(xs[1], loss), [xs[0], None]
+        cond = [x for x in xs if x is not None]  # the models conditioned on the chosen set, M of them (0 to 2)
         dtype = torch.promote_types(cond[0].dtype, cond[-1].dtype) if cond else fixed.dtype
         xx = torch.empty(len(cond), 2, B, B, dtype=dtype, device=dev)  # (M,2,B,B) each x.T and x, for `_cond_add`'s one gather
         for m, x in enumerate(cond): xx[m, 0], xx[m, 1] = x.T, x
