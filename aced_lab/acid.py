@@ -14,8 +14,8 @@ from .core import check_choice
 # %% auto #0
 __all__ = ['SCORES', 'LOSSES', 'REF_CONTEXTS', 'SELECTORS', 'Score', 'register_score', 'learnability', 'hard_learner',
            'easy_reference', 'iid', 'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample',
-           'joint_scores', 'select_joint', 'register_selector', 'select', 'score_super_batch', 'replay_arrays',
-           'reselect', 'reference_scalars', 'ACIDSelection']
+           'joint_scores', 'select_joint', 'count_ops', 'register_selector', 'select', 'score_super_batch',
+           'replay_arrays', 'reselect', 'reference_scalars', 'ACIDSelection']
 
 # %% ../nbs/06_acid.ipynb #4dc8ad7f
 @dataclass(frozen=True)
@@ -97,12 +97,14 @@ def _gumbel_topk(logits: torch.Tensor, # (B,) unnormalised log-probabilities; -i
                  k: int, # how many to draw without replacement
                  temperature: float = 1.0, # τ: logits are divided by it; 0 = plain top-k
                  generator: torch.Generator | None = None, # RNG (on logits' device); None = torch's global RNG
+                 floor: torch.Tensor | None = None, # (B,) the noise's lower clamp (default tiny); +inf = never pick (one op masks)
                 ) -> torch.Tensor:
     "Draw k indices (k,) without replacement with probability ∝ exp(logits/τ) (Gumbel-top-k)."
-    if temperature == 0: return torch.topk(logits, k).indices
-    e = torch.empty_like(logits).exponential_(generator=generator)  # (B,) Exp(1); -log(Exp(1)) ~ Gumbel(0, 1)
-    g = -e.clamp_min_(torch.finfo(e.dtype).tiny).log_()  # clamp: never -log(0) = inf (inf + -inf = nan)
-    return torch.topk(logits / temperature + g, k).indices
+    if temperature == 0 and floor is None: return torch.topk(logits, k).indices
+    e = torch.empty_like(logits)  # (B,) Exp(1); -log(Exp(1)) ~ Gumbel(0, 1); τ = 0: 1, whose log 0 adds no noise
+    e = e.fill_(1) if temperature == 0 else e.exponential_(generator=generator)
+    g = e.clamp_min_(torch.finfo(e.dtype).tiny if floor is None else floor).log_()  # (B,) -Gumbel; clamp: never log(0) = -inf
+    return torch.topk((logits if temperature in (0, 1) else logits / temperature) - g, k).indices
 
 def _check_temperature(t: float) -> None:
     if not (t >= 0 and math.isfinite(t)): raise ValueError(f"temperature={t!r} must be finite and >= 0")
@@ -185,24 +187,28 @@ def joint_scores(learner_logits: torch.Tensor | None, # (B,B) learner image-text
 
 # %% ../nbs/06_acid.ipynb #065c9b34
 def _cond_init(x: torch.Tensor, loss: str) -> torch.Tensor:
-    "Running state (2,B) for the empty chosen set: sums of pair terms (sigmoid) or row/col logsumexps (softmax)."
-    return torch.zeros(2, len(x), dtype=x.dtype, device=x.device) if loss == "sigmoid" else \
-           torch.full((2, len(x)), -math.inf, dtype=x.dtype, device=x.device)
+    "Running state (M,2,B) of logits x (M,B,B) for the empty chosen set: sums of pair terms (sigmoid) or row/col logsumexps (softmax)."
+    M, B = x.shape[:2]
+    return x.new_zeros(M, 2, B) if loss == "sigmoid" else x.new_full((M, 2, B), -math.inf)
 
-def _cond_add(x: torch.Tensor, xt: torch.Tensor, state: torch.Tensor, idx: torch.Tensor, loss: str) -> torch.Tensor:
-    "Update the state (2,B) with newly chosen examples `idx` (c,); `xt` is `x.T`, contiguous."
-    # (2,c,B): [0, k, i] = x[i, idx_k] candidate i's image vs a chosen text; [1, k, i] = x[idx_k, i] a chosen image
-    # vs candidate i's text. Row gathers of x and x.T are contiguous, unlike the column gather x[:, idx].
-    part = torch.stack([xt.index_select(0, idx), x.index_select(0, idx)])
-    if loss == "sigmoid": return state + F.softplus(part).sum(1)  # negatives: -log σ(-x) = softplus(x)
-    return torch.logaddexp(state, part.logsumexp(1))
+def _cond_add(xx: torch.Tensor, state: torch.Tensor, idx: torch.Tensor, loss: str) -> torch.Tensor:
+    "Add newly chosen examples `idx` (c,) to the state (M,2,B), in place; `xx` (M,2,B,B) is `stack([x.mT, x], 1)`."
+    # (M,2,c,B): [m, 0, k, i] = x[m, i, idx_k] candidate i's image vs a chosen text; [m, 1, k, i] = x[m, idx_k, i] a
+    # chosen image vs candidate i's text. One gather of contiguous rows serves all, unlike the column gather x[..., idx].
+    part = xx.index_select(2, idx)
+    if loss == "sigmoid": return state.add_(F.softplus(part).sum(2))  # negatives: -log σ(-x) = softplus(x)
+    return torch.logaddexp(state, part.logsumexp(2), out=state)
 
-def _cond_loss(x: torch.Tensor, state: torch.Tensor, loss: str, first: bool = False) -> torch.Tensor:
-    "Each candidate's conditional loss (B,) given the state (softmax's first round: against the whole super-batch)."
-    d = x.diagonal()  # (B,) positive-pair logits
-    if loss == "sigmoid": return F.softplus(-d) + state.sum(0)
-    if first: return 0.5 * (x.logsumexp(1) + x.logsumexp(0)) - d
-    return 0.5 * torch.logaddexp(state, d).sum(0) - d
+def _own_term(x: torch.Tensor, loss: str) -> torch.Tensor:
+    "What every round's conditional loss reads of i's own pair (M,B): −log σ(x_ii) (sigmoid) or x_ii (softmax)."
+    d = x.diagonal(dim1=-2, dim2=-1)  # (M,B) positive-pair logits
+    return F.softplus(-d) if loss == "sigmoid" else d
+
+def _cond_loss(x: torch.Tensor, own: torch.Tensor, state: torch.Tensor, loss: str, first: bool = False) -> torch.Tensor:
+    "Each candidate's conditional loss (M,B) given the state (softmax's first round: against the whole super-batch)."
+    if loss == "sigmoid": return own + state.sum(1)
+    if first: return 0.5 * (x.logsumexp(-1) + x.logsumexp(-2)) - own
+    return 0.5 * torch.logaddexp(state, own[:, None]).sum(1) - own
 
 @contextlib.contextmanager
 def _one_cpu_thread(device: torch.device):
@@ -233,23 +239,45 @@ def select_joint(learner_logits: torch.Tensor | None, # (B,B) learner image-text
     if not (isinstance(n_chunks, int) and n_chunks >= 1): raise ValueError(f"n_chunks={n_chunks!r} must be an int >= 1")
     xs = [None if x is None else _as_float(x) for x in (learner_logits, ref_logits)]
     dev = next(x for x in xs if x is not None).device
-    fixed = None  # (B,) the reference's losses against the whole super-batch, the same in every round
-    if ref_context == "batch" and xs[1] is not None:
-        fixed, xs = _whole_batch_loss(xs[1], loss), [xs[0], None]
-    with _one_cpu_thread(dev):
-        xts = [None if x is None else x.T.contiguous() for x in xs]  # (B,B) each, for contiguous row gathers
-        states = [None if x is None else _cond_init(x, loss) for x in xs]  # (2,B) each
-        chosen, bad, out = torch.zeros(B, dtype=torch.bool, device=dev), torch.zeros((), dtype=torch.bool, device=dev), []
-        for r, c in enumerate(_chunks(b, n_chunks)):
-            losses = [None if x is None else _cond_loss(x, st, loss, r == 0) for x, st in zip(xs, states)]  # (B,) each
+    with _one_cpu_thread(dev):  # 14-15 ops a round (`count_ops`): the M conditioned models share each one
+        fixed = None  # (B,) the reference's losses against the whole super-batch, the same in every round
+        if ref_context == "batch" and xs[1] is not None:
+            fixed, xs = _whole_batch_loss(xs[1], loss), [xs[0], None]
+        cond = [x for x in xs if x is not None]  # the models conditioned on the chosen set, M of them (0 to 2)
+        dtype = torch.promote_types(cond[0].dtype, cond[-1].dtype) if cond else fixed.dtype
+        xx = torch.empty(len(cond), 2, B, B, dtype=dtype, device=dev)  # (M,2,B,B) each x.T and x, for `_cond_add`'s one gather
+        for m, x in enumerate(cond): xx[m, 0], xx[m, 1] = x.T, x
+        x = xx[:, 1]  # (M,B,B) the logits
+        own, state = _own_term(x, loss), _cond_init(x, loss)  # (M,B), (M,2,B)
+        ss, out, chunks = [], [], _chunks(b, n_chunks)
+        for r, c in enumerate(chunks):
+            conds = iter(_cond_loss(x, own, state, loss, r == 0))  # M rows (B,), in xs' order
+            losses = [None if xk is None else next(conds) for xk in xs]
             if fixed is not None: losses[1] = fixed
-            s = example_scores(*losses, score)  # (B,)
-            bad |= ~torch.isfinite(s).all()  # checked once at the end: no host sync inside the loop
-            idx = _gumbel_topk(s.masked_fill(chosen, -math.inf), c, temperature, generator)  # (c,) chosen: never again
-            chosen[idx] = True; out.append(idx)
-            states = [None if x is None else _cond_add(x, xt, st, idx, loss) for x, xt, st in zip(xs, xts, states)]
-    if bad: raise ValueError("logits contain NaN or inf (non-finite selection scores)")
+            s = example_scores(*losses, score); ss.append(s)  # (B,); checked once at the end: no host sync inside the loop
+            if r == 0: floor = torch.full_like(s, torch.finfo(s.dtype).tiny)  # (B,) the noise's clamp; +inf: chosen, never again
+            idx = _gumbel_topk(s, c, temperature, generator, floor)  # (c,)
+            floor.index_fill_(0, idx, math.inf); out.append(idx)
+            if r < len(chunks) - 1: _cond_add(xx, state, idx, loss)
+    if not torch.isfinite(torch.stack(ss)).all(): raise ValueError("logits contain NaN or inf (non-finite selection scores)")
     return torch.cat(out)
+
+# %% ../nbs/06_acid.ipynb #10fac41a
+from torch.utils._python_dispatch import TorchDispatchMode
+
+class _OpCounter(TorchDispatchMode):
+    "Counts the ATen ops dispatched inside its block, views (which launch no kernel) left out."
+    n = 0
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += not func.is_view
+        return func(*args, **(kwargs or {}))
+
+def count_ops(fn: Callable, # any function of tensors
+              *args, **kwargs, # what it is called with
+             ) -> int:
+    "How many ATen ops (views left out) `fn(*args, **kwargs)` dispatches: a device-free proxy for its kernel launches."
+    with _OpCounter() as c: fn(*args, **kwargs)
+    return c.n
 
 # %% ../nbs/06_acid.ipynb #b7ea584b
 SELECTORS: dict[str, Callable] = {} # name -> fn(b, *, scores, learner_logits, ref_logits, score, loss, n_chunks, temperature, generator)
