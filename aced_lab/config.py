@@ -41,9 +41,11 @@ class TrainConfig(RunConfig):
     n_eval: int = 1000 # embedded scenes/shapes: held-out pairs
     mismatch_frac: float = 0.3 # embedded shapes: fraction of pairs with a mismatched caption
     corruption_scale: float = 1.0 # embedded scenes: multiplies every default corruption rate (0: clean data; 1: 35% corrupted)
-    shard_size: int = 1000 # embedded data: samples per shard (DDP needs at least one shard per rank and worker)
+    shard_size: int = 1000 # embedded data: samples per shard (DDP needs at least one shard per rank and worker, unless data_resampled)
     data_root: str | None = None # where embedded data is written (default: aced_lab's cache)
     num_workers: int = 2 # DataLoader workers per process
+    data_resampled: bool = False # shards drawn with replacement, epochs of epoch_samples, resume by reseeding (web scale; webdataset data only)
+    epoch_samples: int | None = None # data_resampled: samples per epoch over all ranks (default: the data's sample count)
     # model
     model: str = "ACED-Tiny-64" # student: open_clip architecture (the -64 models take the scenes' 64 px; -32 ones shapes' 32 px)
     pretrained: str | None = None # student init: None, an open_clip tag or a local weights file
@@ -87,6 +89,7 @@ class TrainConfig(RunConfig):
             raise ConfigError(f"model={self.model!r} is not an open_clip architecture; aced_lab ships {', '.join(SHIPPED_MODELS)}")
         check_ints(self, ("shard_size", "n_chunks"), 1)
         check_ints(self, ("num_workers", "n_train", "n_eval", "selection_every"), 0)
+        self._validate_resampled()
         if not 0 <= self.mismatch_frac < 1: raise ConfigError(f"mismatch_frac must be in [0, 1), got {self.mismatch_frac!r}")
         if not 0 <= self.corruption_scale * sum(ScenesConfig().rates.values()) <= 1:
             raise ConfigError(f"corruption_scale={self.corruption_scale!r} must keep the corrupted share in [0, 1]")
@@ -124,6 +127,15 @@ class TrainConfig(RunConfig):
         return self.module_policy or ("optima" if self.method == "optima" else None)
 
 # %% ../nbs/08a_config.ipynb #49e6a9f1
+@patch
+def _validate_resampled(self: TrainConfig):
+    "Check the resampled-data fields: webdataset data, and epoch_samples only with data_resampled."
+    check_int("epoch_samples", self.epoch_samples, 1, optional=True)
+    if self.epoch_samples is not None and not self.data_resampled:
+        raise ConfigError("epoch_samples is the length of a resampled epoch: it needs data_resampled=True")
+    if self.data_resampled and str(self.data).lower().endswith((".csv", ".tsv")):
+        raise ConfigError(f"data_resampled=True draws webdataset shards with replacement; data={self.data!r} is a CSV, read in epochs")
+
 @patch
 def _validate_modules(self: TrainConfig):
     "Check the module-distillation fields (policy, groups, episode, window/discount, the teacher it needs)."

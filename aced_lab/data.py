@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #9b9b48bb
 from __future__ import annotations
-import os, sys, csv, json, errno, random, hashlib, tarfile, warnings, functools, contextlib
+import os, sys, csv, json, math, errno, random, hashlib, tarfile, warnings, functools, contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator
@@ -56,10 +56,11 @@ def _shard_samples(handler) -> list:
 
 class _SampleShuffle:
     "Shuffle buffer whose seed depends on (seed, epoch, rank, worker), known only inside the worker."
-    def __init__(self, bufsize: int, seed: int, epoch: int): self.bufsize, self.seed, self.epoch = bufsize, seed, epoch
+    def __init__(self, bufsize: int, seed: int, epoch: int, salt: tuple = ()):
+        self.bufsize, self.seed, self.epoch, self.salt = bufsize, seed, epoch, salt  # salt: resampled mode's resume point
     def __call__(self, src):
         rank, _, worker, _ = wds.utils.pytorch_worker_info()
-        rng = random.Random(_mix("samples", self.seed, self.epoch, rank, worker))
+        rng = random.Random(_mix("samples", self.seed, self.epoch, rank, worker, *self.salt))
         return wds.shuffle(self.bufsize, self.bufsize, rng=rng)(src)
 
 # %% ../nbs/01_data.ipynb #798c10a6
@@ -87,9 +88,10 @@ class _PinTensors(dict):
 
 class _Batcher:
     "Worker stage: raw samples -> records (batches, skip counts, progress, final tail)."
-    def __init__(self, fields, preprocess, tokenizer, batch_size, errors, resume=None, attach=None):
+    def __init__(self, fields, preprocess, tokenizer, batch_size, errors, resume=None, quota=None, attach=None):
         self.fields, self.preprocess, self.tokenizer, self.batch_size, self.attach = fields, preprocess, tokenizer, batch_size, attach
         self.errors, self.resume = errors, resume or {}  # resume: {worker: (batches already consumed, raw samples they used)}
+        self.quota = quota  # resampled mode: [worker] -> batches to make from its endless stream, then stop
     def _record(self, kind, worker, raw, counts, examples, **kw):
         ec, ee = self.errors.take(); counts.update(ec)
         return {"_kind": kind, "_worker": worker, "_raw": raw, "skipped": dict(counts), "examples": {**ee, **examples},
@@ -98,7 +100,8 @@ class _Batcher:
         _, _, worker, _ = wds.utils.pytorch_worker_info()
         n_done, raw_done = self.resume.get(worker, (0, 0))
         for _ in range(n_done): yield {"_kind": "resume", "_worker": worker, "_raw": 0, "skipped": {}, "examples": {}}
-        raw, buf, counts, examples = 0, [], Counter(), {}
+        limit = None if self.quota is None else self.quota[worker]
+        raw, made, buf, counts, examples = 0, 0, [], Counter(), {}
         for r in src:
             raw += 1
             if raw <= raw_done:  # consumed before the checkpoint: skip without decoding
@@ -109,7 +112,12 @@ class _Batcher:
             if self.attach is not None: s.update(self.attach(s["id"], s["digest"]))
             if len(buf) == self.batch_size:
                 yield self._record("batch", worker, raw, counts, examples, batch=collate(buf, self.tokenizer))
-                buf, counts, examples = [], Counter(), {}
+                buf, counts, examples, made = [], Counter(), {}, made + 1
+                if made == limit: break  # the tail then carries only the skip counts since
+        else:
+            if limit is not None:  # an endless stream ended: its shards stopped giving samples
+                raise RuntimeError(f"resampled: no sample from the last {_DRY_DRAWS} shards drawn (worker {worker} made {made} "
+                                   f"of its {limit} batches); e.g. {self.errors.examples.get('unreadable_shard', '?')}")
         yield self._record("tail", worker, raw, counts, examples, batch=collate(buf, self.tokenizer) if buf else None)
 
 # %% ../nbs/01_data.ipynb #d1485076
@@ -123,7 +131,7 @@ def _set_rank_env(rank: int, world: int, worker_id: int):
     os.environ["RANK"], os.environ["WORLD_SIZE"] = str(rank), str(world)
 
 class ImageTextLoader:
-    "Batches of image-text pairs from webdataset shards or a CSV, seeded, sharded and resumable."
+    "Batches of image-text pairs from webdataset shards or a CSV, seeded, sharded and resumable; or resampled shards."
     def __init__(self,
                  source, # shard spec (see `expand_urls`; local or remote) or a .csv/.tsv file
                  preprocess: Callable, # PIL.Image (RGB) -> FloatTensor (3,H,W), e.g. open_clip's eval transform
@@ -144,12 +152,18 @@ class ImageTextLoader:
                  mp_context: str | None = "auto", # worker start method; "auto": "fork" on Linux, else torch's default
                  n_samples: int | None = None, # total samples if known (else from a manifest.json, or counted)
                  attach: Callable | None = None, # (id, digest) -> more fields of the sample, e.g. a reference store's rows (`aced_lab.reference_cache.StoreReader`)
+                 resampled: bool = False, # shards drawn with replacement by every worker of every rank, endlessly (webdataset only)
+                 epoch_samples: int | None = None, # resampled: samples per epoch over all ranks (default: `n_samples`)
                 ):
         if batch_size < 1: raise ValueError(f"batch_size={batch_size} must be >= 1")
         if num_workers < 0: raise ValueError(f"num_workers={num_workers} must be >= 0")
         self.source = str(source) if isinstance(source, os.PathLike) else source
         if fmt == "auto": fmt = "csv" if isinstance(self.source, str) and self.source.lower().endswith((".csv", ".tsv")) else "wds"
         check_choice("fmt", fmt, ("auto", "wds", "csv"))
+        if resampled and fmt == "csv":
+            raise ValueError(f"resampled=True draws webdataset shards with replacement; the CSV {self.source!r} is read in epochs")
+        if epoch_samples is not None and not resampled: raise ValueError("epoch_samples is a resampled epoch's length: pass resampled=True")
+        if epoch_samples is not None and epoch_samples < 1: raise ValueError(f"epoch_samples={epoch_samples} must be >= 1")
         self.fmt, self.preprocess, self.tokenizer, self.batch_size = fmt, preprocess, tokenizer, batch_size
         self.num_workers, self.shuffle, self.seed, self.drop_last = num_workers, shuffle, seed, drop_last
         self.shuffle_buffer, self.nodesplitter, self.prefetch_factor = shuffle_buffer, nodesplitter, prefetch_factor
@@ -157,7 +171,9 @@ class ImageTextLoader:
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         if fmt == "csv": self._read_csv(self.source, sep, img_key, caption_key)
         else: self.urls = expand_urls(self.source)  # FileNotFoundError / ValueError here, before any worker
-        self._n_samples, self.attach = n_samples, attach
+        self._n_samples, self.attach, self.resampled, self.epoch_samples = n_samples, attach, resampled, epoch_samples
+        if resampled and epoch_samples is None and n_samples is None and any(is_remote(u) for u in self.urls):
+            raise ValueError("resampled=True over remote shards needs epoch_samples (or n_samples): they are not counted")
         self.state = {"epoch": 0, "batch": 0}
         self.skipped, self.skipped_total, self.dropped = Counter(), Counter(), 0
         self._live, self._pending, self._warned_cap, self._epoch_batches, self._sources_hash = None, None, False, 0, None
@@ -190,19 +206,34 @@ def _read_csv(self: ImageTextLoader, path, sep, img_key, caption_key):
                  [{k: v for k, v in r.items() if k not in (img_key, caption_key) and k is not None} for r in rows])
 
 @patch
-def _pipeline(self: ImageTextLoader, epoch: int, resume: dict | None = None):
-    "The webdataset pipeline of one epoch (fresh seeds per epoch)."
+def _pipeline(self: ImageTextLoader, epoch: int, resume: dict | None = None, start: int = 0, quota: list | None = None):
+    "The webdataset pipeline of one epoch (fresh seeds per epoch; resampled: from batch `start`, `quota` batches per worker)."
     errors, seed = _Errors(), _mix("order", self.seed, epoch) if self.shuffle else None
     if self.fmt == "csv":
         stages = [_RowSource(self.n_sources, seed), self.nodesplitter, wds.split_by_worker]
         fields = _CsvFields(*self._csv)
+    elif self.resampled:  # every worker of every rank draws from all shards: no node or worker split
+        shards = _ResampledShards(self.urls, self.seed, epoch, start)
+        stages = [shards, *_shard_samples(errors), shards.seen]
+        if self.shuffle and self.shuffle_buffer > 1:
+            stages.append(_SampleShuffle(self.shuffle_buffer, self.seed, epoch, ("resampled", start)))
+        fields = _wds_fields
     else:
         stages = [wds.SimpleShardList(self.urls, seed=seed), self.nodesplitter, wds.split_by_worker,
                   *_shard_samples(errors)]
         if self.shuffle and self.shuffle_buffer > 1: stages.append(_SampleShuffle(self.shuffle_buffer, self.seed, epoch))
         fields = _wds_fields
-    stages.append(_Batcher(fields, self.preprocess, self.tokenizer, self.batch_size, errors, resume, self.attach))
+    stages.append(_Batcher(fields, self.preprocess, self.tokenizer, self.batch_size, errors, resume, quota, self.attach))
     return wds.DataPipeline(*[s for s in stages if s is not None])
+
+@patch
+def _sources_digest(self: ImageTextLoader) -> str:
+    "A short digest of the shard urls or CSV image paths."
+    if self._sources_hash is None:  # once: a CSV may have millions of rows
+        h = hashlib.blake2b(digest_size=6)
+        for u in (self.urls if self.fmt == "wds" else self._csv[1]): h.update(u.encode() + b"\0")
+        self._sources_hash = h.hexdigest()
+    return self._sources_hash
 
 @patch
 def _layout(self: ImageTextLoader) -> dict:
@@ -215,11 +246,7 @@ def _layout(self: ImageTextLoader) -> dict:
     if nw < self.num_workers and not self._warned_cap:
         warnings.warn(f"num_workers={self.num_workers} but rank {rank} has only {share} shard(s): using {nw} workers")
         self._warned_cap = True
-    if self._sources_hash is None:  # once: a CSV may have millions of rows
-        h = hashlib.blake2b(digest_size=6)
-        for u in (self.urls if self.fmt == "wds" else self._csv[1]): h.update(u.encode() + b"\0")
-        self._sources_hash = h.hexdigest()
-    return {"fmt": self.fmt, "n": n, "sources": self._sources_hash, "rank": rank, "world": world, "workers": nw,
+    return {"fmt": self.fmt, "n": n, "sources": self._sources_digest(), "rank": rank, "world": world, "workers": nw,
             "batch_size": self.batch_size, "seed": self.seed, "shuffle": self.shuffle,
             "shuffle_buffer": self.shuffle_buffer, "drop_last": self.drop_last}
 
@@ -234,8 +261,17 @@ def _split(b: dict, n: int) -> tuple[dict, dict]:
     return ({k: v[:n] for k, v in b.items()}, {k: v[n:] for k, v in b.items()})
 
 @patch
+def _dataloader(self: ImageTextLoader, ds, nw: int, rank: int, world: int) -> DataLoader:
+    "The DataLoader over an epoch's pipeline: `nw` workers (forked, fresh each epoch) that see this rank; batches come made."
+    return DataLoader(ds, batch_size=None, num_workers=nw, collate_fn=_identity, pin_memory=self.pin_memory,
+                      persistent_workers=False, prefetch_factor=self.prefetch_factor if nw else None,
+                      multiprocessing_context=self.mp_context if nw else None,
+                      worker_init_fn=functools.partial(_set_rank_env, rank, world) if nw else None)
+
+@patch
 def _run_epoch(self: ImageTextLoader, e: int) -> Iterator[dict]:
     "Yield the batches of epoch `e`, resuming from a loaded state if it is for this epoch."
+    if self.resampled: yield from self._run_resampled(e); return
     lay = self._layout()
     res, self._pending = (self._pending if self._pending and self._pending["epoch"] == e else None), None
     exact = bool(res) and res.get("layout") == lay and "workers" in res
@@ -251,11 +287,7 @@ def _run_epoch(self: ImageTextLoader, e: int) -> Iterator[dict]:
                          "layout": lay}
     self.skipped, self.state = skipped, {"epoch": e, "batch": live["batch"]}
     ds = self._pipeline(e, {w: (v["batches"], v["raw"]) for w, v in workers.items()})
-    nw = lay["workers"]
-    dl = DataLoader(ds, batch_size=None, num_workers=nw, collate_fn=_identity, pin_memory=self.pin_memory,
-                    persistent_workers=False, prefetch_factor=self.prefetch_factor if nw else None,
-                    multiprocessing_context=self.mp_context if nw else None,
-                    worker_init_fn=functools.partial(_set_rank_env, lay["rank"], lay["world"]) if nw else None)
+    dl = self._dataloader(ds, lay["workers"], lay["rank"], lay["world"])
     rest, n_rest, merged = [], 0, 0
 
     def out():  # count a batch as consumed; False if it was consumed before the checkpoint
@@ -357,3 +389,60 @@ def n_samples(self: ImageTextLoader) -> int | None:
                 self._n_samples = next(int(m[f"n_{k}"]) for k, v in m.items() if v == self.source and f"n_{k}" in m)
             except (OSError, ValueError, StopIteration, TypeError): self._n_samples = count_samples(self.urls)
     return self._n_samples
+
+# %% ../nbs/01_data.ipynb #7aa149f3
+_DRY_DRAWS = 100  # a resampled worker gives up after this many shards in a row without a sample
+
+class _ResampledShards(IterableDataset):
+    "Shard urls drawn with replacement from all of them, endlessly, seeded per (seed, epoch, rank, worker, start)."
+    def __init__(self, urls: list, seed: int, epoch: int, start: int = 0):
+        super().__init__(); self.urls, self.seed, self.epoch, self.start, self.dry = urls, seed, epoch, start, 0
+    def __iter__(self):
+        rank, _, worker, _ = wds.utils.pytorch_worker_info()
+        rng = random.Random(_mix("shards", self.seed, self.epoch, rank, worker, self.start))
+        self.dry = 0
+        while self.dry < _DRY_DRAWS:  # reset by `seen`: ends only when the shards stop giving samples
+            self.dry += 1; yield {"url": rng.choice(self.urls)}
+    def seen(self, src):
+        "Pipeline stage after tar reading: a sample read resets the count of dry draws."
+        for s in src: self.dry = 0; yield s
+
+
+# %% ../nbs/01_data.ipynb #591c1877
+@patch(as_prop=True)
+def epoch_batches(self: ImageTextLoader) -> int | None:
+    "Batches per rank in a resampled epoch, ceil(epoch_samples / (batch_size × ranks)); None in epoch mode."
+    if not self.resampled: return None
+    world = wds.utils.pytorch_worker_info()[1]
+    return max(1, math.ceil((self.epoch_samples or self.n_samples) / (self.batch_size * world)))
+
+@patch
+def _run_resampled(self: ImageTextLoader, e: int) -> Iterator[dict]:
+    "Yield the `epoch_batches` batches of resampled epoch `e`; after a loaded state, fresh draws for the rest of it."
+    rank, world = wds.utils.pytorch_worker_info()[:2]
+    n = self.epoch_batches
+    res, self._pending = (self._pending if self._pending and self._pending["epoch"] == e else None), None
+    start = min(int(res["batch"]), n) if res else 0  # consumed before the checkpoint: not replayed
+    nw = min(self.num_workers, n - start)
+    mine = bool(res) and res.get("layout", {}).get("resampled", False)  # a resampled checkpoint's skip counts carry on
+    skipped = Counter(res.get("skipped", {})) if mine else Counter()
+    lay = {"fmt": "wds", "resampled": True, "n": self.n_sources, "sources": self._sources_digest(), "rank": rank,
+           "world": world, "workers": nw, "batch_size": self.batch_size, "epoch_batches": n, "seed": self.seed,
+           "shuffle": self.shuffle, "shuffle_buffer": self.shuffle_buffer}
+    live = self._live = {"epoch": e, "batch": start, "workers": {}, "merged": 0, "skipped": skipped,
+                         "examples": dict(res.get("examples", {})) if mine else {}, "layout": lay}
+    self.skipped, self.state, self.dropped = skipped, {"epoch": e, "batch": start}, 0
+    if n > start:
+        k = max(nw, 1); quota = [(n - start) // k + (w < (n - start) % k) for w in range(k)]
+        for rec in self._dataloader(self._pipeline(e, start=start, quota=quota), nw, rank, world):
+            skipped.update(rec["skipped"])
+            for kind, ex in rec["examples"].items(): live["examples"].setdefault(kind, ex)
+            if rec["_kind"] == "batch":
+                live["batch"] += 1; self.state = {"epoch": e, "batch": live["batch"]}
+                yield rec["batch"]
+    self.skipped_total.update(skipped)
+    self._epoch_batches, self._live, self.state = live["batch"], None, {"epoch": e + 1, "batch": 0}
+    if skipped:
+        ex = ", ".join(f"{k}={v} (e.g. {live['examples'].get(k, '?')!r})" for k, v in sorted(skipped.items()))
+        warnings.warn(f"epoch {e}: skipped {sum(skipped.values())} unusable sample(s): {ex}", SkippedSamplesWarning, stacklevel=2)
+

@@ -152,7 +152,7 @@ def build(self: Trainer):
     self.super_batch = math.ceil(cfg.batch_size / (1 - cfg.filter_ratio)) if selecting else cfg.batch_size
     self.loader = ImageTextLoader(self.data_info["train"], self.bundle.preprocess, self.bundle.tokenizer,
                                   batch_size=self.super_batch, num_workers=cfg.num_workers, shuffle=True,
-                                  seed=cfg.seed)
+                                  seed=cfg.seed, resampled=cfg.data_resampled, epoch_samples=cfg.epoch_samples)
     self.loss_fn = make_loss(cfg.loss, self.rank, self.world)
     self.flops = inference_flops(self.raw_model)
     self.student_gflops = self.flops["image_gflops"] + self.flops["text_gflops"]

@@ -317,3 +317,93 @@ def test_ddp_ranks_see_disjoint_shards(data, tmp_path):
         assert not set(a) & set(b) and set(a) | set(b) == ids_of("clean", 4, 12)
         assert not {i.split("/")[0] for i in a} & {i.split("/")[0] for i in b}  # split by whole shards
     assert r0["0"] != r0["1"]  # reshuffled each epoch, identically on both ranks (else the splits would overlap)
+
+
+# --- resampled mode ----------------------------------------------------------------------------------
+
+def batches_of(loader, e=0):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedSamplesWarning)
+        return [b["id"] for b in loader.epoch(e)]
+
+
+def test_resampled_draws_shards_with_replacement(tmp_path):
+    spec = write_shards(tmp_path, "many", 20, 3)  # 60 samples
+    dl = ImageTextLoader(spec, PRE, TOK, 4, num_workers=2, resampled=True, seed=2)
+    assert dl.epoch_batches == 15  # epoch_samples defaults to n_samples
+    ids = Counter(i for b in batches_of(dl) for i in b)
+    shards = {i.split("/")[0] for i in ids}
+    assert sum(ids.values()) == 60 and max(ids.values()) > 1  # some shards drawn twice ...
+    assert len(shards) < 20  # ... so, in an epoch of n_samples, some not at all
+    assert shards <= {f"many-{s:06d}" for s in range(20)}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("world,bs,epoch_samples,n", [(2, 5, None, 5), (2, 4, 100, 13), (3, 4, 48, 4)])
+def test_resampled_epoch_exact_and_equal_across_ranks(data, monkeypatch, workers, world, bs, epoch_samples, n):
+    _, clean, _ = data  # 4 shards: fewer than ranks × workers is fine here
+    per_rank = []
+    for rank in range(world):
+        monkeypatch.setenv("RANK", str(rank)); monkeypatch.setenv("WORLD_SIZE", str(world))
+        dl = ImageTextLoader(clean, PRE, TOK, bs, num_workers=workers, resampled=True, epoch_samples=epoch_samples, seed=4)
+        assert dl.epoch_batches == n  # ceil(epoch_samples / (batch_size × ranks))
+        per_rank.append(batches_of(dl))
+        assert [len(b) for b in per_rank[-1]] == [bs] * n and dl.dropped == 0
+    assert per_rank[0] != per_rank[1]  # each rank draws its own shards
+
+
+def test_resampled_seeded_and_per_epoch(data):
+    _, clean, dirty = data
+    mk = lambda seed=0, **kw: ImageTextLoader(f"{clean}::{dirty}", PRE, TOK, 6, num_workers=2, resampled=True, seed=seed, **kw)
+    e0 = batches_of(mk())
+    assert len(e0) == 13 and batches_of(mk()) == e0  # ceil(78 / 6); same seed, same batches
+    assert batches_of(mk(), 1) != e0 and batches_of(mk(seed=1)) != e0
+    assert batches_of(mk(shuffle=False)) != e0  # no sample buffer: shards still drawn at random
+    dl = mk(epoch_samples=12); it = iter(dl)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedSamplesWarning)
+        got = [next(it) for _ in range(5)]  # iterating goes on epoch after epoch: 2 batches each
+    assert [len(b["id"]) for b in got] == [6] * 5 and dl.state == {"epoch": 2, "batch": 1}
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resampled_resume_draws_the_rest_afresh(data, workers):
+    _, clean, dirty = data
+    spec, kw = f"{clean}::{dirty}", dict(batch_size=5, num_workers=workers, resampled=True, seed=9)
+    ref = ImageTextLoader(spec, PRE, TOK, **kw)
+    full, n = batches_of(ref), ref.epoch_batches
+    nxt = batches_of(ref, 1)
+    assert n == 16 and len(full) == n
+    for k in (1, n // 2, n - 1):
+        a = ImageTextLoader(spec, PRE, TOK, **kw)
+        it = iter(a)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SkippedSamplesWarning)
+            head = [next(it)["id"] for _ in range(k)]
+        state = json.loads(json.dumps(a.state_dict())); del it
+        assert head == full[:k] and (state["epoch"], state["batch"]) == (0, k)
+        r = ImageTextLoader(spec, PRE, TOK, **kw); r.load_state_dict(state)
+        rest = batches_of(r)
+        assert len(rest) == n - k and r._epoch_batches == n  # the epoch keeps its length
+        assert rest != full[k:]  # fresh draws, not a replay of the interrupted order
+        assert r.state == {"epoch": 1, "batch": 0} and batches_of(r, 1) == nxt  # and on as without the interruption
+
+
+def test_resampled_bad_inputs(data, tmp_path):
+    _, clean, _ = data
+    (tmp_path / "x.csv").write_text("filepath,caption\na.png,a\n")
+    with pytest.raises(ValueError, match="CSV"): ImageTextLoader(tmp_path / "x.csv", PRE, TOK, 4, resampled=True)
+    with pytest.raises(ValueError, match="resampled=True"): ImageTextLoader(clean, PRE, TOK, 4, epoch_samples=10)
+    with pytest.raises(ValueError, match=">= 1"): ImageTextLoader(clean, PRE, TOK, 4, resampled=True, epoch_samples=0)
+    remote = "::".join(f"pipe:cat {u}" for u in expand_urls(clean))
+    with pytest.raises(ValueError, match="epoch_samples"): ImageTextLoader(remote, PRE, TOK, 4, resampled=True)
+    assert len(batches_of(ImageTextLoader(remote, PRE, TOK, 4, resampled=True, epoch_samples=8))) == 2
+    assert ImageTextLoader(clean, PRE, TOK, 4).epoch_batches is None  # epoch mode: not known beforehand
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resampled_unreadable_shards_raise_not_hang(tmp_path, workers):
+    (tmp_path / "junk-0.tar").write_bytes(b"not a tar file" * 100)
+    dl = ImageTextLoader(str(tmp_path / "junk-0.tar"), PRE, TOK, 4, num_workers=workers, resampled=True, epoch_samples=8)
+    with pytest.raises(RuntimeError, match="no sample from the last 100 shards"): batches_of(dl)

@@ -39,6 +39,16 @@ def test_cli_rejects_unknown_and_bad_parameters(tmp_path):
     assert res.returncode == 2 and "'clip', 'siglip'" in res.stderr
     assert not (tmp_path / "x").exists()  # nothing ran
 
+def test_cli_resampled_data_trains(tmp_path, data_root):
+    run = tmp_path / "run"
+    res = run_cli([*SMALL, "--steps", "6", "--data_resampled", "true", "--epoch_samples", "64", "--threads", "1",
+                   "--data_root", data_root, "--out_dir", str(run)], timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert [r["step"] for r in records(run)] == list(range(1, 7))  # epochs of 2 batches: three of them
+    assert json.loads((run / "config.json").read_text())["config"]["data_resampled"] is True
+    res = run_cli(["--epoch_samples", "64", "--out_dir", str(tmp_path / "x")])
+    assert res.returncode == 2 and "needs data_resampled=True" in res.stderr
+
 def test_sigkill_then_resume_finishes(tmp_path, data_root):
     run = tmp_path / "run"
     args = [*SMALL, "--steps", "40", "--ckpt_every", "5", "--data_root", data_root, "--out_dir", str(run)]
