@@ -469,10 +469,9 @@ class ACIDSelection(Callback):
                 out = self.reference(t.images[k], t.texts[k])  # features (n_live, D_ref): just the rows not stored
         t.raw_model.train()
         if not live.all():
-            feats = {m: t.batch[f"ref_{m}"].to(t.device).float() for m in ("image", "text")}  # (B, D_ref) from the store
-            if live.any():
-                for m in feats: feats[m][k] = out[f"{m}_features"].float()
-            t.ref_out = {"image_features": feats["image"], "text_features": feats["text"], **self.scalars}
+            feats = t.batch["ref_features"].to(t.device).float()  # (B, 2, D_ref) from the store: image, text
+            if live.any(): feats[k] = torch.stack([out["image_features"], out["text_features"]], 1).float()
+            t.ref_out = {"image_features": feats[:, 0], "text_features": feats[:, 1], **self.scalars}
         n_live = int(live.sum())
         if n_live: t.step_gflops["ref_score"] = self.gflops * n_live
         if self.fill_gflops: t.step_gflops["ref_cache"], self.fill_gflops = self.fill_gflops, 0.0

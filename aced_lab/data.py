@@ -82,6 +82,10 @@ class _CsvFields:
     def __call__(self, r: dict):
         i = r["row"]; return f"{self.stem}/{i:08d}", self.paths[i], self.captions[i], self.metas[i]
 
+def _look_up(src, attach, fields):
+    "Stage before the shuffle, in shard order: what `attach` holds for each sample (e.g. its stored reference row)."
+    for r in src: r["__attached__"] = attach.lookup(fields(r)[0]); yield r
+
 class _PinTensors(dict):
     "A batch that the DataLoader pins tensor by tensor: its default pinning walks every caption and meta field in Python."
     def pin_memory(self, device=None): return _PinTensors({k: v.pin_memory() if torch.is_tensor(v) else v for k, v in self.items()})
@@ -109,7 +113,7 @@ class _Batcher:
                 continue
             try: buf.append(s := decode_sample(*self.fields(r), self.preprocess))
             except SkipSample as e: counts[e.kind] += 1; examples.setdefault(e.kind, e.where); continue
-            if self.attach is not None: s.update(self.attach(s["id"], s["digest"]))
+            if self.attach is not None: s.update(self.attach.fields(r["__attached__"], s["digest"]))
             if len(buf) == self.batch_size:
                 yield self._record("batch", worker, raw, counts, examples, batch=collate(buf, self.tokenizer))
                 buf, counts, examples, made = [], Counter(), {}, made + 1
@@ -151,7 +155,7 @@ class ImageTextLoader:
                  prefetch_factor: int = 2, # batches prefetched per worker
                  mp_context: str | None = "auto", # worker start method; "auto": "fork" on Linux, else torch's default
                  n_samples: int | None = None, # total samples if known (else from a manifest.json, or counted)
-                 attach: Callable | None = None, # (id, digest) -> more fields of the sample, e.g. a reference store's rows (`aced_lab.reference_cache.StoreReader`)
+                 attach = None, # adds fields to each sample: `lookup(id)` in shard order, `fields(found, digest)` once decoded (`aced_lab.reference_cache.StoreReader`)
                  resampled: bool = False, # shards drawn with replacement by every worker of every rank, endlessly (webdataset only)
                  epoch_samples: int | None = None, # resampled: samples per epoch over all ranks (default: `n_samples`)
                 ):
@@ -208,21 +212,20 @@ def _read_csv(self: ImageTextLoader, path, sep, img_key, caption_key):
 @patch
 def _pipeline(self: ImageTextLoader, epoch: int, resume: dict | None = None, start: int = 0, quota: list | None = None):
     "The webdataset pipeline of one epoch (fresh seeds per epoch; resampled: from batch `start`, `quota` batches per worker)."
-    errors, seed = _Errors(), _mix("order", self.seed, epoch) if self.shuffle else None
+    errors, seed, shuffle = _Errors(), _mix("order", self.seed, epoch) if self.shuffle else None, None
     if self.fmt == "csv":
         stages = [_RowSource(self.n_sources, seed), self.nodesplitter, wds.split_by_worker]
         fields = _CsvFields(*self._csv)
     elif self.resampled:  # every worker of every rank draws from all shards: no node or worker split
         shards = _ResampledShards(self.urls, self.seed, epoch, start)
-        stages = [shards, *_shard_samples(errors), shards.seen]
-        if self.shuffle and self.shuffle_buffer > 1:
-            stages.append(_SampleShuffle(self.shuffle_buffer, self.seed, epoch, ("resampled", start)))
-        fields = _wds_fields
+        stages, fields = [shards, *_shard_samples(errors), shards.seen], _wds_fields
+        shuffle = _SampleShuffle(self.shuffle_buffer, self.seed, epoch, ("resampled", start))
     else:
         stages = [wds.SimpleShardList(self.urls, seed=seed), self.nodesplitter, wds.split_by_worker,
                   *_shard_samples(errors)]
-        if self.shuffle and self.shuffle_buffer > 1: stages.append(_SampleShuffle(self.shuffle_buffer, self.seed, epoch))
-        fields = _wds_fields
+        fields, shuffle = _wds_fields, _SampleShuffle(self.shuffle_buffer, self.seed, epoch)
+    if self.attach is not None: stages.append(functools.partial(_look_up, attach=self.attach, fields=fields))
+    if shuffle is not None and self.shuffle and self.shuffle_buffer > 1: stages.append(shuffle)
     stages.append(_Batcher(fields, self.preprocess, self.tokenizer, self.batch_size, errors, resume, quota, self.attach))
     return wds.DataPipeline(*[s for s in stages if s is not None])
 

@@ -33,8 +33,8 @@ def shard_stat(url: str, # a shard (or CSV) path or url
 def rows_dtype(key_len: int, # bytes of the longest sample key
                dim: int, # embedding width D
               ) -> np.dtype:
-    "One stored row: the sample's key and content digest, and the reference's fp16 image and text embeddings (D,)."
-    return np.dtype([("key", f"S{max(key_len, 1)}"), ("digest", "S32"), ("image", "<f2", (dim,)), ("text", "<f2", (dim,))])
+    "One stored row: the sample's key and content digest, and the reference's fp16 image and text embeddings (2, D)."
+    return np.dtype([("key", f"S{max(key_len, 1)}"), ("digest", "S32"), ("features", "<f2", (2, dim))])
 
 # %% ../nbs/06a_reference_cache.ipynb #520bd1f4
 class ReferenceStore:
@@ -73,23 +73,23 @@ class ReferenceStore:
         "Write one shard's rows, atomically; its record last, so a crash leaves the shard missing or stale, never wrong."
         rows = np.zeros(len(keys), rows_dtype(max((len(k.encode()) for k in keys), default=1), image.shape[1]))
         rows["key"], rows["digest"] = [k.encode() for k in keys], [d.encode() for d in digests]
-        rows["image"], rows["text"] = image, text  # cast to fp16
+        rows["features"][:, 0], rows["features"][:, 1] = image, text  # cast to fp16
         npy, rec = self.paths(shard_stem(url))
         if self.dim is None: atomic_write_json(self.dir / "store.json", {"dim": int(image.shape[1]), "format": 1})
         atomic_write(npy, lambda f: np.save(f, rows))
         atomic_write_json(rec, {"url": url, "shard": stat, "rows": len(rows)})
 
-    def rows(self, stem: str) -> tuple[np.ndarray, dict] | None:
-        "A shard's rows (memory-mapped) and its key -> row index, or None if it has none."
-        try: rows = np.load(self.paths(stem)[0], mmap_mode="r")
+    def rows(self, stem: str) -> tuple[dict, np.ndarray, np.ndarray] | None:
+        "A shard's key -> row index, and its digests (N,) and features (N, 2, D) memory-mapped; None if it has no rows."
+        try: rows = np.load(self.paths(stem)[0], mmap_mode="r").view(np.ndarray)  # a plain view: cheaper to index
         except (OSError, ValueError): return None
-        return rows, {k.decode(): i for i, k in enumerate(rows["key"])}  # one shard's keys, never the dataset's
+        return {k.decode(): i for i, k in enumerate(rows["key"])}, rows["digest"], rows["features"]  # one shard's keys only
 
 # %% ../nbs/06a_reference_cache.ipynb #e74b098e
 class StoreReader:
     "Each sample's stored reference embeddings, by its id (`<shard stem>/<key>`) and checked against its content digest."
     def __init__(self, store: ReferenceStore,
-                 keep: int = 4, # shard files open at once (the shuffle buffer mixes neighbouring shards)
+                 keep: int = 2, # shard files open at once (lookups come in shard order)
                 ):
         self.store, self.keep, self.open, self._zeros = store, keep, OrderedDict(), None
     def __getstate__(self): return {**self.__dict__, "open": OrderedDict()}  # workers open their own
@@ -101,18 +101,26 @@ class StoreReader:
             if len(self.open) > self.keep: self.open.popitem(last=False)
         return self.open[stem]
 
-    def __call__(self, id: str, # the sample's id, `<shard stem>/<key>`
-                 digest: str, # its content digest
-                ) -> dict:
-        "`ref_status` and, once the store knows D, `ref_image` / `ref_text` (D,) fp16 (zeros unless stored)."
-        if self._zeros is None and self.store.dim is not None: self._zeros = np.zeros(self.store.dim, np.float16)
+    def lookup(self, id: str, # the sample's id, `<shard stem>/<key>`
+              ) -> tuple | None:
+        "The stored (digest, features (2, D)) of sample `id`, copied out of the file; None if it has no row."
         stem, key = id.split("/", 1)
         t = self._shard(stem)
-        i = None if t is None else t[1].get(key)
-        status = MISSING if i is None else STORED if t[0]["digest"][i].decode() == digest else STALE
+        i = None if t is None else t[0].get(key)
+        return None if i is None else (t[1][i], np.array(t[2][i]))  # digest (bytes), features (2, D) copied out
+
+    def fields(self, found: tuple | None, # what `lookup` returned
+               digest: str, # the sample's content digest
+              ) -> dict:
+        "`ref_status` and, once the store knows D, `ref_features` (2, D) fp16: image and text embeddings (zeros unless stored)."
+        if self._zeros is None and self.store.dim is not None: self._zeros = np.zeros((2, self.store.dim), np.float16)
+        status = MISSING if found is None else STORED if found[0] == digest.encode() else STALE
         if self._zeros is None: return {"ref_status": status}
-        if status != STORED: return {"ref_status": status, "ref_image": self._zeros, "ref_text": self._zeros}
-        return {"ref_status": status, "ref_image": np.array(t[0]["image"][i]), "ref_text": np.array(t[0]["text"][i])}
+        return {"ref_status": status, "ref_features": found[1] if status == STORED else self._zeros}
+
+    def __call__(self, id: str, digest: str) -> dict:
+        "`fields(lookup(id), digest)`: a sample's fields in one call."
+        return self.fields(self.lookup(id), digest)
 
 # %% ../nbs/06a_reference_cache.ipynb #9a542226
 @torch.no_grad()

@@ -126,8 +126,7 @@ def collate(samples: list[dict], # samples from `decode_sample` (with "text" unl
            "caption": caps, "meta": [s["meta"] for s in samples]}
     if "ref_status" in samples[0]:  # rows a reference store attached (`aced_lab.reference_cache.StoreReader`)
         out["ref_status"] = torch.tensor([s["ref_status"] for s in samples], dtype=torch.uint8)  # (B,)
-        if "ref_image" in samples[0]:
-            out.update({k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in ("ref_image", "ref_text")})  # (B, D) fp16
+        if "ref_features" in samples[0]: out["ref_features"] = torch.from_numpy(np.stack([s["ref_features"] for s in samples]))  # (B, 2, D) fp16
     return out
 
 def _stack(xs: list[torch.Tensor]) -> torch.Tensor:
