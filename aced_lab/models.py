@@ -65,16 +65,20 @@ def _check_pretrained(name, tag, cache_dir=None):
                            "Without network access, download the checkpoint on another machine and pass its "
                            "local path as pretrained='/path/to/file.safetensors'.") from e
 
-def create(name: str, # open_clip architecture, e.g. "ACED-Tiny-32" or "ViT-B-32"
-           pretrained: str | os.PathLike | None = None, # None (random init), an open_clip tag, or a local weights file
+def create(name: str, # open_clip architecture ("ACED-Tiny-32", "ViT-B-32"), or a Hub folder: "local-dir:<dir>", "hf-hub:<org/repo>"
+           pretrained: str | os.PathLike | None = None, # None (random init), an open_clip tag, or a local weights file (not with a Hub folder: its own weights)
            device: str | torch.device = "cpu", # where to put the model
            cache_dir: str | None = None, # open_clip download cache for tags
            **kwargs, # passed to `open_clip.create_model`
           ) -> ModelBundle:
     "Build an open_clip model with its eval preprocessing and tokenizer."
-    if name not in open_clip.list_models():
+    hub = name.startswith(("local-dir:", "hf-hub:"))  # open_clip's Hub folders: config and weights together
+    if hub and pretrained is not None: raise ValueError(f"{name} brings its own weights: pass no pretrained={pretrained!r}")
+    if name.startswith("local-dir:") and not (Path(name[10:]) / HUB_CONFIG).is_file():
+        raise FileNotFoundError(f"{name}: no {HUB_CONFIG} in that folder (`aced-lab export` writes one)")
+    if not hub and name not in open_clip.list_models():
         raise ValueError(f"unknown model {name!r}. aced_lab ships {', '.join(SHIPPED_MODELS)}; "
-                         "any name from open_clip.list_models() works too")
+                         "any name from open_clip.list_models() works too, and Hub folders as local-dir:<dir> / hf-hub:<org/repo>")
     if pretrained is not None and not Path(pretrained).is_file():
         if os.sep in str(pretrained) or Path(str(pretrained)).suffix in (".pt", ".bin", ".safetensors", ".pth"):
             raise FileNotFoundError(f"pretrained weights file not found: {pretrained}")

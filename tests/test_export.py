@@ -86,6 +86,8 @@ def test_exported_run_loads_in_open_clip_alone(tmp_path, data_root, image, kind)
     assert got["logit_scale"] == pytest.approx(b.model.logit_scale.item())
     if loss == "siglip": assert got["logit_bias"] == pytest.approx(b.model.logit_bias.item())
     else: assert got["logit_bias"] is None
+    h = create(f"local-dir:{hub}").model.eval()  # aced_lab takes the folder by name too (`aced-lab eval --model local-dir:...`)
+    with torch.no_grad(): torch.testing.assert_close(h.encode_image(x), img, rtol=1e-5, atol=1e-5)
 
     card = (hub / "README.md").read_text()
     assert f"`{method}`" in card and "`scenes`" in card and "ACED-Tiny-64" in card
