@@ -95,6 +95,7 @@ class StoreReader:
     def __getstate__(self): return {**self.__dict__, "open": OrderedDict()}  # workers open their own
 
     def _shard(self, stem):
+        if stem == next(reversed(self.open), None): return self.open[stem]  # the shard being read: the common case
         if stem in self.open: self.open.move_to_end(stem)
         else:
             self.open[stem] = self.store.rows(stem)
