@@ -407,6 +407,7 @@ from .records import write_selection
 import torch.distributed as dist
 from .reference_cache import ReferenceStore, StoreReader, fill_store, STORED, MISSING, STALE
 from .reference_health import ReferenceHealth
+from .scoring_views import view_forward, view_gflops
 from .models import pair_gflops
 
 def reference_scalars(model: torch.nn.Module) -> dict:
@@ -425,7 +426,7 @@ class ACIDSelection(Callback):
         self.reference, self.gflops, self.store, self.fill = reference, pair_gflops(reference), store, fill
         self.scalars = reference_scalars(reference)
         self.gen = torch.Generator(device=device).manual_seed(seed)
-        self.warned, self.health, self.fill_gflops = set(), ReferenceHealth(), 0.0
+        self.warned, self.health, self.fill_gflops, self.learner_gflops = set(), ReferenceHealth(), 0.0, None
     def state_dict(self): return {"gen": self.gen.get_state()}
     def load_state_dict(self, d): self.gen.set_state(d["gen"])
 
@@ -460,9 +461,12 @@ class ACIDSelection(Callback):
             self._warn_live(t, self.missing, "missing", "have no stored embeddings (their shard's rows are missing: "
                             "`aced-lab cache-reference`, or reference_cache_fill=True, computes them)")
         needs_learner = "learner" in get_score(t.cfg.score).needs  # e.g. easy_reference (offline filtering) does not
+        if needs_learner and self.learner_gflops is None:  # the scoring view's cost per example, measured once
+            self.learner_gflops = view_gflops(t.raw_model, t.cfg.score_patch_keep, t.cfg.score_resolution) + t.flops["text_gflops"]
         t.raw_model.eval()  # scoring is inference: no dropout, and torch's fused attention path (1.6x faster here)
         with torch.no_grad(), autocast(t.device, t.cfg.precision):
-            learner = self.learner_out = t.raw_model(t.images, t.texts) if needs_learner else None  # features (B, D)
+            learner = self.learner_out = view_forward(t.raw_model, t.images, t.texts, t.cfg.score_patch_keep, t.cfg.score_resolution,
+                                                      seed=hash((t.cfg.seed, t.rank, t.step))) if needs_learner else None  # features (B, D)
             if live.all(): t.ref_out = self.reference(t.images, t.texts)  # features (B, D_ref)
             elif live.any():
                 k = live.nonzero().squeeze(1).to(t.device)
@@ -477,7 +481,7 @@ class ACIDSelection(Callback):
         if self.fill_gflops: t.step_gflops["ref_cache"], self.fill_gflops = self.fill_gflops, 0.0
         t.scores = score_super_batch(learner, t.ref_out, LOSS_KIND[t.cfg.loss], t.cfg.score)
         self.health_stats = self.health.update(t.scores, LOSS_KIND[t.cfg.loss], warn=t.rank == 0)  # ref_top1, ref_loss
-        if needs_learner: t.step_gflops["learner_score"] = t.student_gflops * B
+        if needs_learner: t.step_gflops["learner_score"] = self.learner_gflops * B  # the view's: less than a forward when cheaper
         self.hit = n_live == 0
 
     def after_step(self, t):

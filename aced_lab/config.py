@@ -58,6 +58,8 @@ class TrainConfig(RunConfig):
     teacher: str | None = None # KD teacher weights, when not the reference ("embedded", a file or an open_clip tag)
     teacher_model: str | None = None # the KD teacher's architecture (default: reference_model)
     filter_ratio: float = 0.8 # ACID: fraction f of each super-batch left out (B = batch_size / (1 - f))
+    score_resolution: float = 1.0 # ACID: the share of the image side the learner scores at (0.5: a quarter of the patches; `aced_lab.scoring_views`)
+    score_patch_keep: float = 1.0 # ACID: the share of image patches the learner scores with, drawn at random (FLIP)
     selection: str = "joint" # ACID selector in `aced_lab.acid.SELECTORS`: "joint" (JEST), "sample" (∝ exp(score/τ)), "topk", or one registered
     score: str = "learnability" # a name in `aced_lab.acid.SCORES`: "learnability", "hard_learner", "easy_reference", "iid", or one registered
     n_chunks: int = 16 # joint selection: rounds per sub-batch
@@ -102,6 +104,8 @@ class TrainConfig(RunConfig):
                               "open_clip tag> (and reference_model=<architecture>)")
         self._validate_modules()
         if not 0 <= self.filter_ratio < 1: raise ConfigError(f"filter_ratio must be in [0, 1), got {self.filter_ratio!r}")
+        for k in ("score_resolution", "score_patch_keep"):
+            if not 0 < getattr(self, k) <= 1: raise ConfigError(f"{k} must be in (0, 1], got {getattr(self, k)!r}")
         if "embedded" in (self.reference, self.teacher) and self.data not in EMBEDDED:
             raise ConfigError(f"reference/teacher='embedded' is aced_lab's teacher for an embedded dataset ({', '.join(EMBEDDED)}); "
                               f"data={self.data!r} needs a reference trained on it (`aced-lab teacher` makes the embedded ones)")

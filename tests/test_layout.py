@@ -43,7 +43,7 @@ def test_only_entry_points_import_the_trainer():
     assert importers - ENTRY_POINTS <= {"live"}, importers  # live: only inside train_in_background
     top = {m for m, deps in graph().items() if "trainer" in deps}
     assert top <= ENTRY_POINTS, f"{top - ENTRY_POINTS} import the trainer at module level"
-    for ground in ("samples", "shards", "scene_parts", "scenes", "scene_eval", "records", "callbacks", "acid", "reference_cache", "reference_health", "bandits", "optima",
+    for ground in ("samples", "shards", "scene_parts", "scenes", "scene_eval", "records", "callbacks", "acid", "reference_cache", "reference_health", "scoring_views", "bandits", "optima",
                    "config", "lit_model", "views", "rules", "wds_benchmarks"):
         assert "trainer" not in graph(top_level_only=False)[ground]
 
