@@ -443,23 +443,28 @@ class ACIDSelection(Callback):
                       f"missing, {r['stale']} stale: changed since stored), {r['gflops']:.3g} GFLOPs")
         t.loader.attach = StoreReader(self.store)
 
-    def _warn_live(self, t, n, kind, why):
-        if not n or kind in self.warned or t.rank != 0: return
-        self.warned.add(kind)
-        warnings.warn(f"reference store {self.store.dir}: {n} of the {len(t.batch['id']) * t.world} samples of step {t.step + 1} {why}: "
-                      f"their embeddings are computed live by the reference; `ref_cache_{kind}` in metrics.jsonl counts them per step.", stacklevel=3)
+    WHY_LIVE = {"stale": "hold other content than when their embeddings were stored (a shard rewritten in place, or another "
+                         "dataset under the same shard names); the stored rows are never served",
+                "missing": "have no stored embeddings (their shard's rows are missing: `aced-lab cache-reference`, or "
+                           "reference_cache_fill=True, computes them)"}
+
+    def _count_live(self, t, status):
+        "Count the samples without a good stored row (totals over ranks), and warn about each kind once."
+        self.stale, self.missing = int((status == STALE).sum()), int((status == MISSING).sum())
+        if t.world > 1:
+            n = torch.tensor([self.stale, self.missing], device=t.device); dist.all_reduce(n); self.stale, self.missing = n.tolist()
+        for kind, n in (("stale", self.stale), ("missing", self.missing)):
+            if n and kind not in self.warned and t.rank == 0:
+                self.warned.add(kind)
+                warnings.warn(f"reference store {self.store.dir}: {n} of the {len(status) * t.world} samples of step {t.step + 1} "
+                              f"{self.WHY_LIVE[kind]}: their embeddings are computed live by the reference; `ref_cache_{kind}` "
+                              "in metrics.jsonl counts them per step.", stacklevel=3)
 
     def score(self, t):
         B, status = len(t.batch["id"]), t.batch.get("ref_status")  # (B,) STORED / MISSING / STALE; None: no store
         live = torch.ones(B, dtype=torch.bool) if status is None else status != STORED  # (B,) rows the reference computes now
-        self.stale, self.missing = (0, 0) if status is None else (int((status == STALE).sum()), int((status == MISSING).sum()))
-        if status is not None and t.world > 1:  # totals over the ranks, for the log and the warnings
-            n = torch.tensor([self.stale, self.missing], device=t.device); dist.all_reduce(n); self.stale, self.missing = n.tolist()
-        if status is not None:
-            self._warn_live(t, self.stale, "stale", "hold other content than when their embeddings were stored (a shard rewritten "
-                            "in place, or another dataset under the same shard names); the stored rows are never served")
-            self._warn_live(t, self.missing, "missing", "have no stored embeddings (their shard's rows are missing: "
-                            "`aced-lab cache-reference`, or reference_cache_fill=True, computes them)")
+        if status is None: self.stale = self.missing = 0
+        else: self._count_live(t, status)
         needs_learner = "learner" in get_score(t.cfg.score).needs  # e.g. easy_reference (offline filtering) does not
         if needs_learner and self.learner_gflops is None:  # the scoring view's cost per example, measured once
             self.learner_gflops = view_gflops(t.raw_model, t.cfg.score_patch_keep, t.cfg.score_resolution) + t.flops["text_gflops"]
