@@ -41,6 +41,7 @@ VIEWS = {"full": {}, "res 0.75": dict(score_resolution=0.75), "FLIP 0.75": dict(
          "res 0.5": dict(score_resolution=0.5), "FLIP 0.5": dict(score_patch_keep=0.5)}
 RUNS = {"IID": dict(method="iid"), **{f"ACED {v}": dict(method="aced", **kw) for v, kw in VIEWS.items()},
         "ACED full, f=0.5": dict(method="aced", filter_ratio=0.5),
+        "ACED res 0.5, f=0.5": dict(method="aced", filter_ratio=0.5, score_resolution=0.5),
         "offline filtering": dict(method="acid", score="easy_reference", selection="topk")}
 rows = []
 for name, kw in RUNS.items():
@@ -86,5 +87,5 @@ print(f"\nACED-Tiny-64 forward GFLOPs: image {g['image_gflops']:.4f}, text {g['t
 print(f"b = {a.b}, B = {B} (f = 0.8 unless stated), {a.steps} steps (median of the last {a.steps - a.skip}); agreement on "
       f"{a.agreement_batches} super-batches of {B}; data: scenes, 35% corrupted\n")
 print(t.round(3).to_string())
-cheap = t.loc[[f"ACED {v}" for v in VIEWS if v != "full"], "step / IID step"]
+cheap = t.loc[[r for r in RUNS if r.startswith("ACED") and r != "ACED full"], "step / IID step"]
 print(f"\nbest cheap-scoring ACED step / IID step = {cheap.min():.2f} ({cheap.idxmin()}); target <= 1.5")
