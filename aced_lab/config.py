@@ -17,6 +17,7 @@ from .losses import KDLoss
 from .acid import SCORES, SELECTORS, REF_CONTEXTS, ACIDSelection
 from .reference_cache import open_reference_store
 from .bandits import POLICIES
+from .optima import REWARDS, DETRENDS
 from .synthetic import EMBEDDED_DATA
 from .scenes import ScenesConfig
 
@@ -81,6 +82,8 @@ class TrainConfig(RunConfig):
     module_window: int | None = None # bandit posterior from each arm's last W rewards (None: all)
     module_discount: float | None = None # bandit discount γ per episode (None: the policy's default, 0.95 for optima)
     module_probe_size: int = 64 # examples in the fixed probe batch that measures the reward
+    module_reward: str = "objective" # bandit reward (`aced_lab.optima.REWARDS`): "objective" (all modules' loss), "module" (the distilled module's own), "task" (contrastive + KD) decrement
+    module_reward_detrend: str | None = None # subtract the drift before standardising: "paired" (the episode's undistilled modules), "ema" (a running baseline); None: off
     def validate(self) -> "TrainConfig":
         "Check values; raise `ConfigError` naming the bad one."
         import_plugins(self.plugins)  # before any name is checked: they register scores, selectors, tasks
@@ -147,6 +150,8 @@ def _validate_modules(self: TrainConfig):
     check_ints(self, ("module_image_groups", "module_text_groups"), 0)
     check_ints(self, ("module_episode", "module_probe_size"), 1)
     check_int("module_window", self.module_window, 1, optional=True)
+    check_choice("module_reward", self.module_reward, tuple(REWARDS))
+    if self.module_reward_detrend is not None: check_choice("module_reward_detrend", self.module_reward_detrend, DETRENDS)
     if self.module_discount is not None and not 0 < self.module_discount <= 1:
         raise ConfigError(f"module_discount must be in (0, 1] or None, got {self.module_discount!r}")
     if not (self.module_weight >= 0 and math.isfinite(self.module_weight)): raise ConfigError(f"module_weight must be >= 0, got {self.module_weight!r}")

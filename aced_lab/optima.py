@@ -18,10 +18,13 @@ from .callbacks import Callback
 from .bandits import ALL, NONE, POLICIES, Policy, make_policy
 from .records import JsonlLog
 from .models import image_hw
+from .losses import KDLoss, contrastive_loss, kd_loss
 
 # %% auto #0
-__all__ = ['depth_map', 'split_groups', 'Module', 'tower_blocks', 'partition', 'HiddenStates', 'teacher_states', 'hidden_mse',
-           'text_mask', 'make_projections', 'module_loss', 'RewardScaler', 'ModuleDistill']
+__all__ = ['REWARDS', 'DETRENDS', 'depth_map', 'split_groups', 'Module', 'tower_blocks', 'partition', 'HiddenStates',
+           'teacher_states', 'hidden_mse', 'text_mask', 'make_projections', 'module_loss', 'RewardScaler',
+           'register_reward', 'rel_decrement', 'reward_objective', 'reward_module', 'reward_task', 'paired_drift',
+           'drifted', 'RunningBaseline', 'reward_signal', 'module_params', 'planted_student', 'ModuleDistill']
 
 # %% ../nbs/07_optima.ipynb #8f667366
 def depth_map(n_student: int, # blocks in the student tower
@@ -198,6 +201,128 @@ class RewardScaler:
     def state_dict(self): return {"n": self.n, "m": self.m, "v": self.v}
     def load_state_dict(self, d): self.n, self.m, self.v = d["n"], d["m"], d["v"]
 
+# %% ../nbs/07_optima.ipynb #d332dc99
+REWARDS: dict = {} # name -> fn(before, after, arms) -> float, filled by `register_reward` (objective, module, task below)
+DETRENDS = ("ema", "paired") # `module_reward_detrend`: a running baseline of past rewards, or the episode's undistilled modules
+
+def register_reward(name: str, # what `module_reward=` chooses it by
+                   ):
+    "Decorator: make `fn(before, after, arms) -> float` a bandit reward by name; before/after are `probe_stats` dicts."
+    def deco(fn): REWARDS[name] = fn; return fn
+    return deco
+
+def rel_decrement(before: float, # a loss before the episode
+                  after: float, # the same loss after it
+                 ) -> float:
+    "(before − after) / |before|: how far a loss went down, relative to where it was."
+    return (before - after) / max(abs(before), 1e-12)
+
+# each variant reads the stats of the one probe forward per episode: no extra forward pass
+@register_reward("objective")
+def reward_objective(before: dict, after: dict, arms: list) -> float:
+    "The relative decrement of the all-module distillation objective on the probe."
+    return rel_decrement(before["objective"], after["objective"])
+
+@register_reward("module")
+def reward_module(before: dict, after: dict, arms: list) -> float:
+    "The decrement of the distilled modules' own loss, as a share of the objective (the objective's when none or all were distilled)."
+    if not arms or len(arms) == len(before["per_module"]): return reward_objective(before, after, arms)
+    own = sum(before["per_module"][a] - after["per_module"][a] for a in arms)
+    return own / max(abs(before["objective"]), 1e-12)  # one denominator for every arm: a module near its target earns little
+
+@register_reward("task")
+def reward_task(before: dict, after: dict, arms: list) -> float:
+    "The relative decrement of the student's task loss on the probe (contrastive, plus KD when the run has it)."
+    return rel_decrement(before["task"], after["task"])
+
+def paired_drift(before: dict, # `probe_stats` before the episode
+                 after: dict, # and after it
+                 arms: list, # the modules distilled in the episode
+                ) -> float | None:
+    "The relative decrement of the modules *not* distilled in the episode, together: the drift without distillation (None: no such module)."
+    rest = [m for m in range(len(before["per_module"])) if m not in arms]
+    if not rest: return None  # pooled rather than a mean of ratios: a module near its target has a tiny, jumpy loss
+    return rel_decrement(sum(before["per_module"][m] for m in rest), sum(after["per_module"][m] for m in rest))
+
+def drifted(before: dict, # `probe_stats` before the episode
+            drift: float, # a relative decrement, e.g. `paired_drift`
+           ) -> dict:
+    "`before` with every loss lowered by the relative `drift`: the probe stats if nothing but the drift had acted."
+    return {"objective": before["objective"] * (1 - drift), "per_module": [x * (1 - drift) for x in before["per_module"]],
+            "task": before["task"] * (1 - drift)}
+
+class RunningBaseline:
+    "The bias-corrected exponential mean of past rewards over all arms: what a typical recent episode earned."
+    def __init__(self, beta: float = 0.9, # EMA factor: memory ≈ 1/(1-β) episodes
+                ):
+        self.beta, self.n, self.m = beta, 0, 0.0
+    @property
+    def value(self) -> float: return self.m / (1 - self.beta ** self.n) if self.n else 0.0
+    def update(self, r: float):
+        "Fold one more reward in."
+        self.n += 1; self.m = self.beta * self.m + (1 - self.beta) * r
+    def state_dict(self): return {"n": self.n, "m": self.m}
+    def load_state_dict(self, d): self.n, self.m = d["n"], d["m"]
+
+# %% ../nbs/07_optima.ipynb #743b667a
+def _anova(groups: list) -> dict:
+    "One-way ANOVA of a list of 1-D arrays: between and within mean squares, and F."
+    groups = [np.asarray(g, float) for g in groups if len(g)]
+    k, n = len(groups), sum(len(g) for g in groups)
+    if k < 2 or n <= k: return {"between": float("nan"), "within": float("nan"), "F": float("nan"), "n": n, "arms": k}
+    grand = np.concatenate(groups).mean()
+    between = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / (k - 1)
+    within = sum(((g - g.mean()) ** 2).sum() for g in groups) / (n - k)
+    return {"between": float(between), "within": float(within), "F": float(between / within) if within > 0 else float("inf"),
+            "n": n, "arms": k}
+
+def reward_signal(records: list[dict], # a run's bandit records (`load_bandit_records`), in order
+                  beta: float = 0.9, # the running baseline's EMA factor (the `ema` variants)
+                 ) -> dict:
+    "Per reward variant (raw, `-paired`, `-ema`): between-arm and within-arm variance of the reward and their ratio F."
+    recs = [r for r in records if "rewards_raw" in r]
+    out = {}
+    for name in (recs[0]["rewards_raw"] if recs else []):
+        raw = np.array([r["rewards_raw"][name] for r in recs])  # (episodes,)
+        base = RunningBaseline(beta); ema = []
+        for x in raw: ema.append(x - base.value); base.update(x)
+        paired = [x - r["rewards_paired"][name] if r.get("probe_drift") is not None else None for x, r in zip(raw, recs)]
+        for suffix, val in (("", raw), ("-paired", paired), ("-ema", ema)):
+            by_arm = {}
+            for r, v in zip(recs, val):
+                if r["arm"] >= 0 and v is not None: by_arm.setdefault(r["arm"], []).append(v)  # single-module episodes only
+            out[name + suffix] = _anova(list(by_arm.values()))
+    return out
+
+# %% ../nbs/07_optima.ipynb #e27e725d
+def module_params(model: nn.Module, # an open_clip model
+                  module: Module, # one of its modules (from `partition`)
+                 ) -> list[nn.Parameter]:
+    "The parameters that make up a module: its blocks', or the projection heads' (image `proj`, `text_projection`)."
+    if module.tower == "heads":
+        text = model.text if hasattr(model, "text") else model
+        heads = (getattr(model.visual, "proj", None), getattr(text, "text_projection", None))
+        return [p for h in heads for p in ([h] if isinstance(h, nn.Parameter) else h.parameters() if isinstance(h, nn.Module) else [])]
+    blocks = tower_blocks(model)[module.tower][0]
+    return [p for j in module.blocks for p in blocks[j].parameters()]
+
+def planted_student(teacher: nn.Module, # the open_clip model to copy
+                    module: Module, # the module to move far from the teacher (from `partition(teacher, teacher)`)
+                    noise: float = 0.05, # every other weight matrix moves by this share of its spread
+                    strength: float = 3.0, # the module's weight matrices move by this share of their spread
+                    seed: int = 0, # seed of the perturbations
+                   ) -> nn.Module:
+    "A copy of `teacher` close to it everywhere but in `module`: distilling that module is what helps most."
+    import copy
+    s, g = copy.deepcopy(teacher).train(), torch.Generator().manual_seed(seed)
+    planted = {id(p) for p in module_params(s, module)}
+    with torch.no_grad():
+        for p in s.parameters():
+            if p.ndim < 2: continue  # norms' gains and biases stay
+            p.add_((strength if id(p) in planted else noise) * p.std() * torch.randn(p.shape, generator=g).to(p))
+    for p in s.parameters(): p.requires_grad_(True)
+    return s
+
 # %% ../nbs/07_optima.ipynb #c6dc6921
 class ModuleDistill(Callback):
     "Trainer callback: OPTIMA module-wise distillation, one bandit-chosen module per episode of K steps."
@@ -212,11 +337,16 @@ class ModuleDistill(Callback):
                  probe_size: int = 64, # examples in the fixed probe batch
                  probe: dict | None = None, # the probe batch {"image", "text"}; default: the first training examples
                  seed: int = 0, # the policy's seed
+                 reward: str | None = None, # a name in `REWARDS`; None: the run config's `module_reward` ("objective" if unset)
+                 detrend: str | None = None, # "paired" or "ema" (`DETRENDS`); None: the run config's `module_reward_detrend`
                  **policy_kw, # more `BanditConfig` fields (window, discount, …)
                 ):
         check_int("episode", episode, 1); check_int("probe_size", probe_size, 1)
         if not (weight >= 0 and math.isfinite(weight)): raise ConfigError(f"weight must be >= 0, got {weight!r}")
         if isinstance(policy, str): check_choice("policy", policy, tuple(POLICIES))
+        if reward is not None: check_choice("reward", reward, tuple(REWARDS))
+        if detrend is not None: check_choice("detrend", detrend, DETRENDS)
+        self.reward, self.detrend, self.baseline = reward, detrend, RunningBaseline()
         self.teacher, self.policy, self.policy_kw = teacher, policy, {"seed": seed, **policy_kw}
         self.groups, self.episode, self.weight, self.probe_size, self.probe = (image_groups, text_groups, heads), episode, weight, probe_size, probe
         self.arm, self.ep_step, self.n_episode, self.probe_before, self.log = None, 0, 0, None, None
@@ -235,6 +365,8 @@ def after_setup(self: ModuleDistill, t):
     if self.policy.n_arms != len(self.modules):
         raise ConfigError(f"the policy has {self.policy.n_arms} arms but the partition has {len(self.modules)} modules")
     t.bandit_record = None
+    if self.reward is None: self.reward = getattr(t.cfg, "module_reward", "objective")
+    if self.detrend is None: self.detrend = getattr(t.cfg, "module_reward_detrend", None)
     if t.rank == 0: self._setup_probe(t)
 
 @patch
@@ -246,8 +378,10 @@ def _setup_probe(self: ModuleDistill, t):
                                  num_workers=0, shuffle=False, drop_last=False, nodesplitter=None)
         self.probe = next(iter(loader.epoch(0)))
     self.probe_x, self.probe_t = self.probe["image"].to(t.device), self.probe["text"].to(t.device)  # (P, 3, H, W), (P, L)
-    with autocast(t.device, t.cfg.precision):
+    kd = next((c for c in t.callbacks if isinstance(c, KDLoss)), None)  # the task loss has KD when the run has it
+    with autocast(t.device, t.cfg.precision), torch.no_grad():
         self.probe_teacher = teacher_states(self.teacher, self.probe_x, self.probe_t, self.modules)
+        self.probe_kd = kd.teacher(self.probe_x, self.probe_t) if kd is not None else None  # KD's teacher output, once
 
 # %% ../nbs/07_optima.ipynb #fe58ab7e
 @patch(as_prop=True)
@@ -257,6 +391,11 @@ def active(self: ModuleDistill) -> list[Module]:
 
 @patch
 def arm_name(self: ModuleDistill, arm) -> str: return "all" if arm == ALL else "none" if arm == NONE else self.modules[arm].name
+
+@patch
+def arm_indices(self: ModuleDistill) -> list[int]:
+    "The indices of the modules distilled in this episode."
+    return list(range(len(self.modules))) if self.arm == ALL else [] if self.arm in (NONE, None) else [self.arm]
 
 @patch
 def teacher_gflops(self: ModuleDistill, mods: list[Module], t) -> float:
@@ -274,7 +413,7 @@ def before_fit(self: ModuleDistill, t):
     self.log = JsonlLog(t.run_dir / "bandit.jsonl", t.step, write=t.rank == 0)  # a resume drops updates past its step
     if self.arm is None:  # a fresh start (a resume restored the arm)
         arm = None
-        if t.rank == 0: self.probe_before, _ = self.probe_objective(t); arm = self.policy.select()
+        if t.rank == 0: self.probe_before = self.probe_stats(t); arm = self.policy.select()
         self.arm = _broadcast(arm, t.world)
         t.gflops_total += (self.teacher_gflops(self.modules, t) + t.student_gflops) * self.probe_size
 
@@ -313,16 +452,18 @@ def after_step(self: ModuleDistill, t):
 # %% ../nbs/07_optima.ipynb #9bc110e8
 @patch
 @torch.no_grad()
-def probe_objective(self: ModuleDistill, t) -> tuple[float, list[float]]:
-    "The distillation objective on the probe batch: the sum over all modules, and each module's loss."
+def probe_stats(self: ModuleDistill, t) -> dict:
+    "The probe batch's losses from one student forward: `objective` (the sum over modules), `per_module` and `task`."
     m = t.raw_model; was = m.training; m.eval()
     self.hidden.want = self._student_keys(self.modules)
     with autocast(t.device, t.cfg.precision):
-        out = m(self.probe_x, self.probe_t)
+        out = m(self.probe_x, self.probe_t)                                   # embeddings (P, E); the hooks keep (P, L, D)
         per = [module_loss(mm, self.proj, self.hidden.out, out, self.probe_teacher, text_mask(self.probe_t)).item()
                for mm in self.modules]
+        task = contrastive_loss(out, t.cfg.loss)["contrastive_loss"]         # a P × P matrix on the same embeddings
+        if self.probe_kd is not None: task = task + kd_loss(out, self.probe_kd, t.cfg.kd_temperature, t.cfg.kd_weight)["kd_loss"]
     self.hidden.want = set(); self.hidden.clear(); m.train(was)
-    return float(sum(per)), per
+    return {"objective": float(sum(per)), "per_module": per, "task": float(task)}
 
 @patch
 def _end_episode(self: ModuleDistill, t):
@@ -330,14 +471,21 @@ def _end_episode(self: ModuleDistill, t):
     rec = None
     if t.rank == 0:
         if len(set(used)) > 1: raise RuntimeError(f"ranks distilled different modules in one episode: {used}")
-        after, per = self.probe_objective(t)
-        raw = (self.probe_before - after) / max(abs(self.probe_before), 1e-12)  # relative decrement
-        reward = self.scaler(raw)
+        before, after, arms = self.probe_before, self.probe_stats(t), self.arm_indices()
+        raws = {k: float(f(before, after, arms)) for k, f in REWARDS.items()}  # every variant, from the same probe forward
+        drift = paired_drift(before, after, arms)
+        paired = {k: 0.0 if drift is None else float(f(before, drifted(before, drift), arms)) for k, f in REWARDS.items()}
+        raw = raws[self.reward]
+        base = self.baseline.value if self.detrend == "ema" else paired[self.reward] if self.detrend == "paired" else 0.0
+        self.baseline.update(raw)
+        reward = self.scaler(raw - base)  # de-trended, then standardised
         self.policy.update(self.arm, reward)
         post, nxt = self.policy.posterior(), self.policy.select()
         rec = {"step": t.step, "episode": self.n_episode, "policy": self.policy.name, "arm": self.arm,
                "arm_name": self.arm_name(self.arm), "module": _describe(self.active), "reward": reward, "reward_raw": raw,
-               "probe_before": self.probe_before, "probe_after": after, "probe_per_module": per,
+               "reward_variant": self.reward, "reward_detrend": self.detrend, "reward_baseline": base,
+               "rewards_raw": raws, "rewards_paired": paired, "probe_drift": drift, "probe_before": before["objective"], "probe_after": after["objective"],
+               "probe_per_module": after["per_module"], "probe_task_before": before["task"], "probe_task_after": after["task"],
                "arms": [m.name for m in self.modules], "mean": post["mean"].tolist(), "std": post["std"].tolist(),
                "pulls": post["pulls"].tolist(), "p_best": self.policy.p_best().tolist(), "next_arm": nxt,
                "ranks_arm": used}
@@ -360,11 +508,13 @@ def after_fit(self: ModuleDistill, t):
 @patch
 def state_dict(self: ModuleDistill) -> dict:
     return {"proj": self.proj.state_dict(), "policy": self.policy.state_dict(), "scaler": self.scaler.state_dict(),
-            "arm": self.arm, "ep_step": self.ep_step, "episode": self.n_episode, "probe_before": self.probe_before}
+            "baseline": self.baseline.state_dict(), "arm": self.arm, "ep_step": self.ep_step, "episode": self.n_episode,
+            "probe_before": self.probe_before}
 
 @patch
 def load_state_dict(self: ModuleDistill, d: dict):
     self.proj.load_state_dict(d["proj"]); self.policy.load_state_dict(d["policy"]); self.scaler.load_state_dict(d["scaler"])
+    self.baseline.load_state_dict(d["baseline"])
     self.arm, self.ep_step, self.n_episode, self.probe_before = d["arm"], d["ep_step"], d["episode"], d["probe_before"]
 
 def _describe(mods: list[Module]) -> list[dict]:
