@@ -9,19 +9,20 @@ from statistics import NormalDist
 import numpy as np
 
 # %% auto #0
-__all__ = ['SHAPES', 'COLOURS', 'SIZES', 'POSITIONS', 'SCENE_ATTRIBUTES', 'RELATIONS', 'BACKGROUNDS', 'SCENE_CORRUPTIONS',
-           'PLURALS', 'NUMBERS', 'REL_PHRASES', 'CAPTION_TEMPLATES', 'MAX_WORDS', 'FAMILY_MIX', 'PARTIAL_DETAIL',
-           'FULL_DETAIL', 'CAPTION_EDITS', 'scene_masks', 'scene_layout', 'scene_objects', 'render_backgrounds',
-           'render_scenes', 'read_object', 'object_phrase', 'render_caption', 'relation_holds', 'caption_holds',
-           'clean_caption', 'junk_images', 'near_copy']
+__all__ = ['SHAPES', 'COLOURS', 'SIZES', 'GRID', 'POSITIONS', 'SCENE_ATTRIBUTES', 'RELATIONS', 'BACKGROUNDS', 'SCENE_CORRUPTIONS',
+           'N_CELL_CLASSES', 'PLURALS', 'NUMBERS', 'REL_PHRASES', 'CAPTION_TEMPLATES', 'MAX_WORDS', 'FAMILY_MIX',
+           'PARTIAL_DETAIL', 'FULL_DETAIL', 'CAPTION_EDITS', 'HARD_NEGATIVE_EDITS', 'scene_masks', 'scene_layout',
+           'scene_objects', 'scene_cell_targets', 'render_backgrounds', 'render_scenes', 'read_object', 'object_phrase',
+           'render_caption', 'relation_holds', 'caption_holds', 'clean_caption', 'junk_images', 'near_copy',
+           'hard_negative', 'scene_hard_negative']
 
 # %% ../nbs/02b_scene_parts.ipynb #50d9a673
 SHAPES = ("circle", "square", "triangle", "star", "cross")
 COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 100, 235), "yellow": (235, 220, 40),
            "purple": (150, 60, 210), "orange": (250, 130, 20), "white": (240, 240, 240)}
-SIZES = {"small": 0.095, "large": 0.14}
-POSITIONS = ("top left", "top centre", "top right", "centre left", "centre", "centre right",
-             "bottom left", "bottom centre", "bottom right")
+SIZES = {"small": 0.14, "large": 0.2}  # radius, a fraction of the image side
+GRID = 2  # objects sit in distinct cells of a GRID x GRID grid
+POSITIONS = ("top left", "top right", "bottom left", "bottom right")
 SCENE_ATTRIBUTES = {"shape": SHAPES, "colour": tuple(COLOURS), "size": tuple(SIZES), "position": POSITIONS}
 RELATIONS = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}  # each -> its opposite
 BACKGROUNDS = ("plain", "gradient", "texture", "clutter")
@@ -78,9 +79,9 @@ def scene_layout(n: int, # scenes
         rep = np.flatnonzero(rng.random(n) < repeat_prob); src = rng.integers(k, size=len(rep))
         shape[rep, k], colour[rep, k] = shape[rep, src], colour[rep, src]
     r = np.array(list(SIZES.values()))[size] * S  # (n, K) radius in pixels
-    room = np.maximum(S / 6 - r - 1, 0)  # half the cell, less the radius and a pixel
-    cx = (cell % 3 + 0.5) * S / 3 + rng.uniform(-1, 1, (n, K)) * room
-    cy = (cell // 3 + 0.5) * S / 3 + rng.uniform(-1, 1, (n, K)) * room
+    room = np.maximum(S / (2 * GRID) - r - 1, 0)  # half the cell, less the radius and a pixel
+    cx = (cell % GRID + 0.5) * S / GRID + rng.uniform(-1, 1, (n, K)) * room
+    cy = (cell // GRID + 0.5) * S / GRID + rng.uniform(-1, 1, (n, K)) * room
     return {"shape": shape, "colour": colour, "size": size, "cell": cell, "valid": valid,
             "ix": np.floor(cx).astype(np.int64), "iy": np.floor(cy).astype(np.int64)}
 
@@ -93,6 +94,18 @@ def scene_objects(layout: dict, # from `scene_layout`
     return [{"shape": SHAPES[L["shape"][i, k]], "colour": list(COLOURS)[L["colour"][i, k]], "size": list(SIZES)[L["size"][i, k]],
              "position": POSITIONS[L["cell"][i, k]], "x": round((L["ix"][i, k] + 0.5) / S, 4), "y": round((L["iy"][i, k] + 0.5) / S, 4)}
             for k in np.flatnonzero(L["valid"][i])]
+
+# %% ../nbs/02b_scene_parts.ipynb #578def5c
+N_CELL_CLASSES = 1 + len(SIZES) * len(COLOURS) * len(SHAPES) # empty, or one (size, colour, shape)
+
+def scene_cell_targets(objects: list[dict], # a scene's objects (meta["objects"])
+                      ) -> np.ndarray: # (GRID * GRID,) int64, row by row: 0 for an empty cell, else 1 + (size, colour, shape) index
+    "The class of each grid cell of a scene: the object in it, or empty."
+    out = np.zeros(len(POSITIONS), np.int64)
+    for o in objects:
+        i = (list(SIZES).index(o["size"]) * len(COLOURS) + list(COLOURS).index(o["colour"])) * len(SHAPES) + SHAPES.index(o["shape"])
+        out[POSITIONS.index(o["position"])] = 1 + i
+    return out
 
 # %% ../nbs/02b_scene_parts.ipynb #7b11aa61
 def _upsample(n_in: int, n_out: int) -> np.ndarray:
@@ -227,7 +240,7 @@ def _matches(d: dict, o: dict) -> bool: return all(o[a] == d[a] for a in SCENE_A
 def relation_holds(rel: str, # "left of", "right of", "above" or "below"
                    a: dict, # object with "x", "y" (fractions of the side, y down)
                    b: dict, # the other object
-                   margin: float = 1 / 6, # how far apart the centres must be, fraction of the side
+                   margin: float = 1 / (2 * GRID), # how far apart the centres must be, fraction of the side (half a cell)
                   ) -> bool:
     "Whether `a` is `rel` `b` in the image."
     dx, dy = b["x"] - a["x"], b["y"] - a["y"]
@@ -343,3 +356,39 @@ def near_copy(img: np.ndarray, # (S, S, 3) uint8
     "A near copy of an image: gain 0.9-1.1, tint of up to 6 levels, noise of std 3."
     x = img * rng.uniform(0.9, 1.1) + rng.uniform(-6, 6, 3) + rng.normal(0, 3, img.shape)
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+# %% ../nbs/02b_scene_parts.ipynb #2b3d3eb9
+def _swap_between(spec, objects, rng):
+    "binding: one attribute swapped between two described objects so the caption is false, or None."
+    ds = spec.get("objects", [])
+    if spec["family"] not in ("full", "partial", "relation") or len(ds) < 2: return None
+    pairs = [(i, j, a) for i, j in itertools.combinations(range(len(ds)), 2) for a in SCENE_ATTRIBUTES
+             if a in ds[i] and a in ds[j] and ds[i][a] != ds[j][a]]
+    for k in rng.permutation(len(pairs)):
+        i, j, a = pairs[k]; new = [dict(d) for d in ds]; new[i][a], new[j][a] = ds[j][a], ds[i][a]
+        if not caption_holds(new := {**spec, "objects": new}, objects): return new
+    return None
+
+HARD_NEGATIVE_EDITS = {"binding": _swap_between, "relation_flip": _flip_relation, "wrong_count": _wrong_count,
+                       "attr_swap": _swap_attr} # edit name -> edit(spec, objects, rng) -> a false spec or None
+
+def hard_negative(spec: dict, # a caption spec that holds for the scene
+                  objects: list[dict], # the scene's objects (meta["objects"])
+                  rng: np.random.Generator, # picks the edit and what it changes
+                 ) -> dict | None: # a false caption spec close to `spec`, or None when no edit makes one
+    "A hard negative (NegCLIP): `spec` edited to be false, by the first of the edits, in random order, that can."
+    edits = list(HARD_NEGATIVE_EDITS.values())
+    for k in rng.permutation(len(edits)):
+        if (new := edits[k](spec, objects, rng)) is not None: return new
+    return None
+
+def scene_hard_negative(meta: dict, # a scenes sample's meta (caption_spec, objects)
+                        rng: np.random.Generator, # picks the edit
+                       ) -> str | None: # the hard-negative caption, or None (a false caption, or none can be made)
+    "The hard-negative caption of a scenes sample (for `losses.HardNegativeLoss`); none for a caption that is already false."
+    spec, objects = meta.get("caption_spec"), meta.get("objects")
+    if spec is None or objects is None:
+        raise ValueError("hard negatives are made from a scene's caption spec and objects: use scenes data (meta has "
+                         f"caption_spec and objects); got meta keys {sorted(meta)}")
+    if not caption_holds(spec, objects): return None
+    return None if (neg := hard_negative(spec, objects, rng)) is None else render_caption(neg)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aced_lab.core import ConfigError
-from aced_lab.scene_parts import (BACKGROUNDS, CAPTION_TEMPLATES, COLOURS, MAX_WORDS, RELATIONS, SCENE_ATTRIBUTES,
+from aced_lab.scene_parts import (BACKGROUNDS, CAPTION_TEMPLATES, COLOURS, GRID, MAX_WORDS, RELATIONS, SCENE_ATTRIBUTES,
                                   SCENE_CORRUPTIONS, SHAPES, SIZES, caption_holds, relation_holds, render_caption, scene_masks)
 from aced_lab.scenes import ScenesConfig, make_scenes, scene_prompts
 from shard_helpers import member_digest, all_samples
@@ -132,7 +132,7 @@ def test_pixels_match_ground_truth(train):
             iou = [(fg & (mk[i, j] > 0.5)).sum() / (fg | (mk[i, j] > 0.5)).sum() for i in range(len(SHAPES))]
             assert SHAPES[int(np.argmax(iou))] == o["shape"], (s["key"], o)
             k = SCENE_ATTRIBUTES["position"].index(o["position"])
-            assert (int(o["x"] * 3), int(o["y"] * 3)) == (k % 3, k // 3)
+            assert (int(o["x"] * GRID), int(o["y"] * GRID)) == (k % GRID, k // GRID)
 
 
 def test_loader_reads_shards(scenes):
