@@ -50,6 +50,7 @@ class TrainConfig(RunConfig):
     # model
     model: str = "ACED-Tiny-64" # student: open_clip architecture (the -64 models take the scenes' 64 px; -32 ones shapes' 32 px)
     pretrained: str | None = None # student init: None, an open_clip tag or a local weights file
+    lock_image: bool = False # LiT: keep the image tower frozen (open_clip's `lock_image_tower`); only the text tower and the logit scale train
     method: str = "iid" # training method
     loss: str = "clip" # "clip" (softmax, ClipLoss) or "siglip" (sigmoid, SigLipLoss)
     plugins: str | list | None = None # module(s) to import first: they register scores, selectors, eval tasks (e.g. "my_rules")
@@ -68,6 +69,7 @@ class TrainConfig(RunConfig):
     select_temperature: float = 1.0 # τ of the sampling selectors
     kd_weight: float = 1.0 # λ: weight of the KD loss
     kd_temperature: float = 1.0 # KD softmax temperature
+    hard_negatives: float = 0.0 # weight of NegCLIP's hard-negative term (scenes data: each image also against its caption edited to be false); 0: off
     selection_every: int = 10 # write the whole super-batch's scores to selection/ every k steps (0: never)
     reference_cache: str | None = "auto" # reference embeddings store: "auto" (beside the training shards), a folder, or None (off: the reference runs every step)
     reference_cache_fill: bool = True # fill the store's missing/stale shards before step 1 (False: those samples run the reference live)
@@ -106,6 +108,9 @@ class TrainConfig(RunConfig):
             raise ConfigError(f"method={self.method!r} needs a reference/teacher model: pass reference=<weights file or "
                               "open_clip tag> (and reference_model=<architecture>)")
         self._validate_modules()
+        if self.hard_negatives < 0: raise ConfigError(f"hard_negatives must be >= 0, got {self.hard_negatives!r}")
+        if self.hard_negatives and self.data in ("shapes", "digits"):
+            raise ConfigError(f"hard_negatives edits a scene's caption spec: data={self.data!r} has none (use scenes)")
         if not 0 <= self.filter_ratio < 1: raise ConfigError(f"filter_ratio must be in [0, 1), got {self.filter_ratio!r}")
         for k in ("score_resolution", "score_patch_keep"):
             if not 0 < getattr(self, k) <= 1: raise ConfigError(f"{k} must be in (0, 1], got {getattr(self, k)!r}")

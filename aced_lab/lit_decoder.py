@@ -255,7 +255,7 @@ def build(self: LitTrainer):
     self.loader = TaskBatches(self.train_split, self.codec, cfg.task_list, cfg.vqa_type_list, cfg.batch_size,
                               cfg.caption_frac, seed=cfg.seed * 1000 + self.rank)
     self.flops = {"decoder_gflops": self._decoder_gflops()}
-    self.student_gflops = self.flops["decoder_gflops"]
+    self.student_gflops = self.flops["decoder_gflops"]; self.train_gflops = 3 * self.student_gflops
     self.cached = "tokens" in self.train_split
     if not self.cached: self.flops["encoder_gflops"] = self._encoder_gflops()
     self.eval_set = eval_examples(self.eval_split, cfg.task_list, cfg.vqa_type_list, cfg.eval_max_samples)

@@ -10,7 +10,7 @@ from .core import check_choice
 
 # %% auto #0
 __all__ = ['REDUCTIONS', 'LOSS_KINDS', 'LOSS_KIND', 'pair_logits', 'softmax_loss', 'sigmoid_pair_loss', 'sigmoid_loss',
-           'contrastive_loss', 'softmax_kd_loss', 'kd_loss', 'KDLoss']
+           'contrastive_loss', 'softmax_kd_loss', 'kd_loss', 'KDLoss', 'hard_negative_loss', 'HardNegativeLoss']
 
 # %% ../nbs/04_losses.ipynb #fdbcf955
 REDUCTIONS = ("none", "mean", "sum")
@@ -121,6 +121,7 @@ def kd_loss(student_out: dict, # student output dict: image_features, text_featu
     return {"kd_loss": weight * softmax_kd_loss(*logits, temperature, reduction)}
 
 # %% ../nbs/04_losses.ipynb #52c77f10
+import numpy as np
 from .callbacks import Callback
 from .models import pair_gflops
 
@@ -139,3 +140,33 @@ class KDLoss(Callback):
             with torch.no_grad(): tout = self.teacher(t.images, t.texts)
             t.step_gflops["teacher"] = self.gflops * len(t.images)
         t.losses.update(kd_loss(t.out, tout, t.cfg.kd_temperature, t.cfg.kd_weight))
+
+# %% ../nbs/04_losses.ipynb #b0030202
+def hard_negative_loss(out: dict, # model output: image_features (B, D), text_features (B, D), logit_scale
+                       negative_features: torch.Tensor, # (N, D) normalised text embeddings of the hard negatives (N <= B)
+                       weight: float = 1.0, # weight of the term
+                       reduction: str = "mean", # "none" gives (B,) per-example values; "mean" or "sum"
+                      ) -> dict[str, torch.Tensor]:
+    "NegCLIP's image->text cross-entropy over the batch's texts and the hard negatives, as `{'hard_negative_loss': ...}`."
+    img, txt = out["image_features"], out["text_features"]
+    logits = out["logit_scale"] * img @ torch.cat([txt, negative_features.to(txt.dtype)]).T  # (B, B + N)
+    target = torch.arange(len(img), device=img.device)  # image i's caption is text i
+    return {"hard_negative_loss": weight * _reduce(F.cross_entropy(logits.float(), target, reduction="none"), reduction)}
+
+# %% ../nbs/04_losses.ipynb #1ef3eb03
+class HardNegativeLoss(Callback):
+    "Add NegCLIP's hard-negative term: each trained image also against a false caption close to its own."
+    order = 20
+    def __init__(self, negative, # (meta, rng) -> a hard-negative caption or None, e.g. `scene_parts.scene_hard_negative`
+                 tokenizer, # the student's tokenizer
+                 weight: float = 1.0, # weight of the term
+                 seed: int = 0, # with the step and rank, seeds the choice of negatives (a resumed run makes the same)
+                ):
+        self.negative, self.tokenizer, self.weight, self.seed = negative, tokenizer, weight, seed
+    def after_loss(self, t):
+        rng = np.random.default_rng([self.seed, t.step, getattr(t, "rank", 0)])
+        caps = [c for m in t.batch["meta"] if (c := self.negative(m, rng)) is not None]
+        model = getattr(t, "raw_model", t.model)
+        feats = model.encode_text(self.tokenizer(caps).to(t.images.device), normalize=True) if caps else t.out["text_features"][:0]
+        t.step_gflops["hard_negatives"] = 3 * t.flops["text_gflops"] * len(caps)  # their text forward + backward
+        t.losses.update(hard_negative_loss(t.out, feats, self.weight))

@@ -18,6 +18,7 @@ import aced_lab
 from .core import set_seed, get_device, autocast, setup_backend, to_dict, check_choice, ConfigError, atomic_write, atomic_write_json
 from .models import create, count_params, inference_flops, load_frozen, image_hw
 from .data import ImageTextLoader
+from .losses import HardNegativeLoss
 from . import synthetic
 from .eval import evaluate
 from .reference_cache import open_reference_store, fill_store
@@ -143,10 +144,11 @@ def setup(self: Trainer):
 # %% ../nbs/08_trainer.ipynb #eab5a886
 @patch
 def build(self: Trainer):
-    "Make `bundle`, `raw_model` (what trains), `data_info`, `loader`, `loss_fn`, `flops` and `student_gflops` (per example)."
+    "Make `bundle`, `raw_model` (what trains), `data_info`, `loader`, `loss_fn`, `flops`, `student_gflops` and `train_gflops` (per example)."
     cfg = self.cfg
     self.bundle = create(cfg.model, cfg.pretrained, device=self.device, **model_kwargs(cfg.loss))
     self.raw_model, self.model_name = self.bundle.model, cfg.model
+    if cfg.lock_image: self.raw_model.lock_image_tower()  # LiT (open_clip_train's --lock-image)
     self.data_info = self._data()
     selecting = METHODS[cfg.method].selects
     self.super_batch = math.ceil(cfg.batch_size / (1 - cfg.filter_ratio)) if selecting else cfg.batch_size
@@ -156,6 +158,7 @@ def build(self: Trainer):
     self.loss_fn = make_loss(cfg.loss, self.rank, self.world)
     self.flops = inference_flops(self.raw_model)
     self.student_gflops = self.flops["image_gflops"] + self.flops["text_gflops"]
+    self.train_gflops = 3 * self.student_gflops - 2 * self.flops["image_gflops"] * cfg.lock_image  # per example; a locked tower: forward only
 
 @patch
 def run_info(self: Trainer) -> dict:
@@ -200,6 +203,9 @@ def method_callbacks(self: Trainer) -> list:
                                   "(aced_lab's -64 models for scenes, -32 for shapes and digits)")
         return frozen[name, weights]
     cbs = list(METHODS[cfg.method].callbacks(self, load))
+    if cfg.hard_negatives:
+        from aced_lab.scene_parts import scene_hard_negative
+        cbs.append(HardNegativeLoss(scene_hard_negative, self.bundle.tokenizer, cfg.hard_negatives, cfg.seed))
     if cfg.module_distill is not None:
         from aced_lab.optima import ModuleDistill  # lazily: optima sits below the trainer
         cbs.append(ModuleDistill(load_teacher(self, load), cfg.module_distill, cfg.module_image_groups, cfg.module_text_groups,
@@ -242,7 +248,7 @@ def fit(self: Trainer) -> "Trainer":
             self.images, self.texts = self.images[self.keep], self.texts[self.keep]
         self.event("after_select")
         b = len(self.images)                                              # images (b, 3, H, W), texts (b, L)
-        self.step_gflops["train"] = 3 * self.student_gflops * b          # forward + backward ≈ 3 forwards
+        self.step_gflops["train"] = self.train_gflops * b                 # forward + backward ≈ 3 forwards
         with autocast(self.device, cfg.precision):
             self.losses = self.compute_losses()                           # {"contrastive_loss": ...}
             self.event("after_loss")

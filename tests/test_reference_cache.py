@@ -117,6 +117,7 @@ def test_reference_embedded_resolves_to_the_cached_teacher(tmp_path, monkeypatch
     monkeypatch.setenv("ACED_LAB_CACHE", str(tmp_path / "cache"))
     tiny = {k: v for k, v in tiny_config(tmp_path).items() if k != "data_root"}
     monkeypatch.setattr(teacher, "TEACHER_DEFAULTS", {**teacher.TEACHER_DEFAULTS, "scenes": {**teacher.TEACHER_DEFAULTS["scenes"], **tiny, "model": "ACED-Tiny-64", "steps": 4}})
+    monkeypatch.setattr(teacher, "TEACHER_IMAGE_PRETRAIN", {"scenes": {**teacher.TEACHER_IMAGE_PRETRAIN["scenes"], "steps": 4, "batch_size": 16}})
     cfg = {**tiny, "method": "aced", "reference": "embedded", "steps": 2, "data_root": str(tmp_path / "data"), "reference_cache": None}
     for run in ("r1", "r2"):
         train({**cfg, "out_dir": str(tmp_path / run)})
