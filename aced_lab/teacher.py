@@ -6,21 +6,28 @@
 from __future__ import annotations
 import hashlib, json, importlib.resources
 from pathlib import Path
-from .core import check_choice, to_dict, atomic_write_json, cache_dir, dir_lock, tiny_config
-from .models import save_weights
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from .core import check_choice, to_dict, atomic_write_json, cache_dir, dir_lock, tiny_config, get_device, setup_backend, set_seed
+from .models import create, save_weights
+from .data import ImageTextLoader
 from .trainer import TrainConfig, train
+from . import synthetic
 from .synthetic import DATA_MODELS
+from .scene_parts import SHAPES, COLOURS, SIZES, POSITIONS, N_CELL_CLASSES, scene_cell_targets
 
 # %% auto #0
-__all__ = ['TEACHER_DEFAULTS', 'SHIPPED_TEACHERS', 'teacher_config', 'teacher_key', 'embedded_teacher', 'teacher_info',
-           'tiny_teacher', 'ship_teacher']
+__all__ = ['TEACHER_DEFAULTS', 'TEACHER_IMAGE_PRETRAIN', 'SHIPPED_TEACHERS', 'teacher_config', 'teacher_key',
+           'pretrain_image_tower', 'embedded_teacher', 'teacher_info', 'tiny_teacher', 'ship_teacher']
 
 # %% ../nbs/12_teacher.ipynb #5e3cacae
 _SHAPES_TEACHER = dict(model="ACED-Small-32", steps=1200, batch_size=64, lr=2e-3, warmup=50, ckpt_every=200,
                        mismatch_frac=0.0, method="iid", tensorboard=False)
 TEACHER_DEFAULTS = { # embedded dataset -> its teacher's `TrainConfig` fields (clean data; trained longer than a student)
-    "scenes": dict(model="ACED-Tiny-64", steps=4000, batch_size=128, lr=2e-3, warmup=100, ckpt_every=250,
-                   corruption_scale=0.0, method="iid", tensorboard=False),
+    "scenes": dict(model="ACED-Tiny-64", steps=3000, batch_size=128, lr=2e-3, warmup=100, ckpt_every=250,
+                   corruption_scale=0.0, method="iid", tensorboard=False, lock_image=True, hard_negatives=1.0),  # + stage 1 below
     "shapes": _SHAPES_TEACHER, "digits": _SHAPES_TEACHER}
 _NOT_IN_KEY = ("out_dir", "resume", "device", "threads", "num_workers", "log_every", "ckpt_every", "keep_checkpoints",
                "eval_every", "tensorboard", "data_root", "precision")  # how it runs, not what it learns
@@ -32,12 +39,64 @@ def teacher_config(data: str = "scenes", # embedded dataset: "scenes", "shapes" 
     check_choice("data", data, tuple(TEACHER_DEFAULTS))
     return TrainConfig.from_dict({**TEACHER_DEFAULTS[data], "data": data, **overrides})
 
-def teacher_key(cfg: TrainConfig) -> str:
+def teacher_key(cfg: TrainConfig, # the teacher's training config
+                image_pretrain: dict | None = None, # settings of its supervised image-tower stage, if it has one
+               ) -> str:
     "Folder name of a teacher: data, model and a hash of the fields that change what it learns and differ from defaults."
     dflt = to_dict(TrainConfig(data=cfg.data))  # fields left at their defaults stay out: a new TrainConfig field keeps old teachers
     d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_KEY and (v != dflt[k] or k in TEACHER_DEFAULTS[cfg.data])}
+    if image_pretrain: d["image_pretrain"] = image_pretrain
     h = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{cfg.data}-{cfg.model}-{h}"
+
+# %% ../nbs/12_teacher.ipynb #da45d6c9
+TEACHER_IMAGE_PRETRAIN = { # embedded dataset -> stage 1 of its teacher (supervised image tower), when it has one
+    "scenes": dict(steps=1200, batch_size=128, lr=1e-3, weight_decay=0.1)}
+
+_FACTORS = (len(SHAPES), len(COLOURS), len(SIZES))
+
+def _factors(y: torch.Tensor) -> tuple: # (B, C) cell classes -> shape, colour, size indices, each (B, C), -100 where empty
+    i = y - 1; S, K = _FACTORS[:2]
+    return tuple(f.masked_fill(y == 0, -100) for f in (i % S, i // S % K, i // (S * K)))
+
+def _cell_batches(loader, device):
+    "Endless (images, per-cell classes) batches of a scenes loader."
+    for b in loader:
+        yield b["image"].to(device), torch.as_tensor(np.stack([scene_cell_targets(m["objects"]) for m in b["meta"]]), device=device)
+
+def pretrain_image_tower(cfg: TrainConfig, # the teacher's config: its model, data, seed, device and threads
+                         out, # where the whole model's weights go (image tower trained, text tower as initialised)
+                         steps: int = 1200, # optimizer steps
+                         batch_size: int = 128, # scenes per step
+                         lr: float = 1e-3, # AdamW learning rate (constant)
+                         weight_decay: float = 0.1, # AdamW weight decay
+                         progress: bool = True, # show a progress bar
+                        ) -> dict: # {"first_loss", "loss": the first and last step's, "cell_accuracy": on up to 1,000 eval scenes}
+    "LiT's stage 1 on scenes: the image tower learns, supervised, which object sits in each grid cell."
+    dev = get_device(cfg.device); setup_backend(dev, cfg.threads); set_seed(cfg.seed)
+    bundle = create(cfg.model, device=dev); model = bundle.model
+    man = synthetic.default_data(cfg.data, root=cfg.data_root, progress=False, **cfg.data_overrides)
+    load = lambda split, shuffle: ImageTextLoader(man[split], bundle.preprocess, bundle.tokenizer, batch_size=batch_size,
+                                                  num_workers=cfg.num_workers, shuffle=shuffle, seed=cfg.seed)
+    C, K = len(POSITIONS), (N_CELL_CLASSES, *_FACTORS)  # per cell: the object's class, and its shape, colour, size apart
+    head = torch.nn.Linear(model.text_projection.shape[1], C * sum(K)).to(dev)
+    opt = torch.optim.AdamW([*model.visual.parameters(), *head.parameters()], lr=lr, weight_decay=weight_decay)
+    logits = lambda x: head(model.encode_image(x)).view(len(x), C, sum(K)).split(K, -1)  # 4 x (B, cells, classes)
+    def cell_loss(x, y):  # the object class of every cell, and the attributes of the occupied ones
+        return sum(F.cross_entropy(l.flatten(0, 1), t.flatten()) for l, t in zip(logits(x), (y, *_factors(y))))
+    model.train(); data = _cell_batches(load("train", True), dev)
+    for step in tqdm(range(steps), desc="teacher image tower", disable=not progress):
+        x, y = next(data)
+        loss = cell_loss(x, y)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        if step == 0: first = loss.item()
+    model.eval(); hit = n = 0
+    with torch.no_grad():
+        for b in load("eval", False).epoch(0):
+            x, y = next(_cell_batches([b], dev)); hit += (logits(x)[0].argmax(-1) == y).sum().item(); n += y.numel()
+            if n >= 1000 * C: break
+    save_weights(model, out)
+    return {"first_loss": first, "loss": loss.item(), "cell_accuracy": hit / max(n, 1)}
 
 # %% ../nbs/12_teacher.ipynb #8ca44fd0
 SHIPPED_TEACHERS = Path(str(importlib.resources.files("aced_lab"))) / "teachers" # teachers that come with the package
@@ -46,23 +105,31 @@ def embedded_teacher(data: str = "scenes", # embedded dataset the teacher learns
                      root=None, # cache folder (default: aced_lab's cache, `teachers/`)
                      force: bool = False, # retrain even if cached
                      build: bool = True, # train it if it is not cached (False: a missing teacher is an error)
+                     image_pretrain: dict | None = None, # fields over the data's `TEACHER_IMAGE_PRETRAIN` (e.g. steps)
                      **overrides, # `TrainConfig` fields over `TEACHER_DEFAULTS` (e.g. steps, model, data_root)
                     ) -> Path:
     "Path of the teacher's safetensors weights, training it first (once, resumably) if needed."
     cfg = teacher_config(data, **overrides)
-    shipped = SHIPPED_TEACHERS / teacher_key(cfg) / "teacher.safetensors"
+    if image_pretrain and data not in TEACHER_IMAGE_PRETRAIN: raise ValueError(f"the {data} teacher has no image-tower stage")
+    pre = {**TEACHER_IMAGE_PRETRAIN[data], **(image_pretrain or {})} if data in TEACHER_IMAGE_PRETRAIN and cfg.pretrained is None else None
+    shipped = SHIPPED_TEACHERS / teacher_key(cfg, pre) / "teacher.safetensors"
     if root is None and not force and shipped.is_file(): return shipped  # made by this function once, shipped in fp16
-    folder = Path(root or cache_dir("teachers")) / teacher_key(cfg)
+    folder = Path(root or cache_dir("teachers")) / teacher_key(cfg, pre)
     weights = folder / "teacher.safetensors"
     with dir_lock(folder):  # concurrent callers (notebooks, DDP ranks) train it once
         if weights.exists() and not force: return weights
         if not build: raise FileNotFoundError(f"the embedded {data} teacher is not cached ({weights}): make it first with "
                                               f"`aced-lab teacher --data {data}` (not inside torchrun)")
-        cfg.out_dir = str(folder / "run")
+        cfg.out_dir, stage1 = str(folder / "run"), None
+        if pre:  # stage 1: the supervised image tower (minutes; redone if interrupted), then the text tower meets it
+            tower = folder / "image_tower.safetensors"
+            if force or not tower.exists(): stage1 = pretrain_image_tower(cfg, tower, **pre)
+            cfg.pretrained = str(tower)
         if not force and (folder / "run" / "checkpoints" / "latest.json").exists(): cfg.resume = "latest"
         t = train(cfg)
         save_weights(t.raw_model, weights)
         atomic_write_json(folder / "teacher.json", {"model": cfg.model, "weights": weights.name, "config": to_dict(cfg),
+                          "image_pretrain": pre, "image_pretrain_result": stage1,
                           "eval": t.eval_table.to_dict(orient="records") if t.eval_table is not None else None})
     return weights
 
@@ -76,7 +143,9 @@ def tiny_teacher(root, # folder of the caller's: the teacher goes to `root/teach
                  **overrides, # `TrainConfig` fields over the tiny preset and 6 steps of the data's small model (`DATA_MODELS`)
                 ) -> Path:
     "A teacher trained for a few steps on tiny data (tests, `IN_TEST`): the whole path in seconds."
-    return embedded_teacher(data, root=Path(root) / "teachers", **tiny_config(root, **{"model": DATA_MODELS[data], "steps": 6, **overrides}))
+    pre = dict(steps=4, batch_size=16) if data in TEACHER_IMAGE_PRETRAIN else None  # its image-tower stage too, as short
+    return embedded_teacher(data, root=Path(root) / "teachers", image_pretrain=pre,
+                            **tiny_config(root, **{"model": DATA_MODELS[data], "steps": 6, **overrides}))
 
 # %% ../nbs/12_teacher.ipynb #750989f9
 def ship_teacher(weights, # a teacher made by `embedded_teacher` (its folder holds teacher.json)
