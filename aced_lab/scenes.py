@@ -191,16 +191,11 @@ def scene_prompts(attribute: str, # "shape", "colour", "size", "position" or "co
     if attribute == "count":
         return [NUMBERS[k] for k in sorted(NUMBERS)], [t.format(n="{}", things="shapes") for t in CAPTION_TEMPLATES["count"]]
     classes = list(SCENE_ATTRIBUTES[attribute]); vowel = any(c[0] in "aeiou" for c in classes)
-    details = [FULL_DETAIL, FULL_DETAIL + ("position",)] + [d for d in PARTIAL_DETAIL if attribute in d]
     out = set()
-    for fam, attrs in [("full", d) for d in details[:2]] + [("partial", d) for d in details[2:]]:
-        if attribute not in attrs: continue
-        others = [a for a in attrs if a != attribute]
-        for vals in itertools.product(*[SCENE_ATTRIBUTES[a] for a in others]):
-            d = {**dict(zip(others, vals)), attribute: "\x00"}
-            for t in range(len(CAPTION_TEMPLATES[fam])):
-                p = render_caption({"family": fam, "template": t, "objects": [d]}).replace("\x00", "{}")
-                if not (vowel and re.search(r"\ba \{\}", p)) and len(p.split()) <= MAX_WORDS: out.add(p)
+    for fam in ("full", "partial"):  # one object, named by the classified attribute alone
+        for t in range(len(CAPTION_TEMPLATES[fam])):
+            p = render_caption({"family": fam, "template": t, "objects": [{attribute: "\x00"}]}).replace("\x00", "{}")
+            if not (vowel and re.search(r"\ba \{\}", p)): out.add(p)
     out = sorted(out)
     if len(out) > max_templates: out = [out[i] for i in np.sort(np.random.default_rng(0).permutation(len(out))[:max_templates])]
     return classes, out
