@@ -4,13 +4,13 @@
 
 # %% ../nbs/02c_scenes.ipynb #dd66fb6a
 from __future__ import annotations
-import re, zlib, struct, itertools
+import re, zlib, struct
 from dataclasses import dataclass, asdict
 import numpy as np
 from .core import ConfigError, from_dict, check_choice
 from .shards import read_samples, write_shard, png_chunk, image_grid, make_dataset
 from .scene_parts import (SHAPES, COLOURS, SIZES, POSITIONS, SCENE_ATTRIBUTES, RELATIONS, BACKGROUNDS, SCENE_CORRUPTIONS,
-    NUMBERS, CAPTION_TEMPLATES, MAX_WORDS, FULL_DETAIL, PARTIAL_DETAIL, CAPTION_EDITS, scene_layout, scene_objects, render_scenes,
+    NUMBERS, CAPTION_TEMPLATES, CAPTION_EDITS, scene_layout, scene_objects, render_scenes,
     render_caption, caption_holds, clean_caption, junk_images, near_copy, read_object)
 
 # %% auto #0
