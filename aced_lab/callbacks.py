@@ -32,11 +32,15 @@ class ProgressBar(Callback):
     def after_fit(self, t): self.bar.close()
 
 class JsonlLogger(Callback):
-    "Append each step's record to `metrics.jsonl` (rank 0)."
+    "Append each step's record to `metrics.jsonl`, each evaluation's to `evals.jsonl` (rank 0)."
     order = 80
-    def before_fit(self, t): self.log = JsonlLog(t.run_dir / "metrics.jsonl", t.step, write=t.rank == 0)
+    def before_fit(self, t):
+        self.log, self.evals = (JsonlLog(t.run_dir / f, t.step, write=t.rank == 0) for f in ("metrics.jsonl", "evals.jsonl"))
     def after_record(self, t): self.log.write(t.record)
-    def after_fit(self, t): self.log.close()
+    def after_eval(self, t):  # one flat row: the learning curve against compute, without TensorBoard
+        self.evals.write({"step": t.step, "gflops_total": t.gflops_total,
+                          **{f"{r.task}/{r.metric}": float(r.value) for r in t.eval_table.itertuples()}})
+    def after_fit(self, t): self.log.close(); self.evals.close()
 
 class TensorBoardLogger(Callback):
     "Scalars of each record to TensorBoard under `tb/` (rank 0)."

@@ -10,8 +10,8 @@ import numpy as np
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['REPLAY_FIELDS', 'JsonlLog', 'read_jsonl', 'load_records', 'load_bandit_records', 'write_selection', 'selection_path',
-           'read_selection', 'selection_files']
+__all__ = ['REPLAY_FIELDS', 'JsonlLog', 'read_jsonl', 'load_records', 'load_bandit_records', 'load_evals', 'write_selection',
+           'selection_path', 'read_selection', 'selection_files']
 
 # %% ../nbs/04a_records.ipynb #1edf6c19
 class JsonlLog:
@@ -47,6 +47,10 @@ def load_records(run_dir) -> list[dict]:
 def load_bandit_records(run_dir) -> list[dict]:
     "The bandit updates of a run, from its `bandit.jsonl`."
     return read_jsonl(Path(run_dir) / "bandit.jsonl")
+
+def load_evals(run_dir) -> list[dict]:
+    "The evaluations along a run (`eval_every`, and the final one), from its `evals.jsonl`: step, GFLOPs so far, `task/metric` values."
+    return read_jsonl(Path(run_dir) / "evals.jsonl")
 
 # %% ../nbs/04a_records.ipynb #30e4d61b
 REPLAY_FIELDS = ("learner_image", "learner_text", "ref_image", "ref_text", # (B, D) fp16 embeddings of both models

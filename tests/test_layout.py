@@ -3,7 +3,7 @@ import ast, subprocess, sys
 from pathlib import Path
 
 PKG = Path(__file__).parent.parent / "aced_lab"
-ENTRY_POINTS = {"cli", "teacher", "lit_decoder"}  # they train: the only modules that may import the trainer
+ENTRY_POINTS = {"cli", "teacher", "lit_decoder", "studies"}  # they train: the only modules that may import the trainer
 
 
 def module_imports(path: Path, top_level_only: bool = True) -> set[str]:
