@@ -11,12 +11,14 @@ from tqdm.auto import tqdm
 from .core import ConfigError, atomic_write_json, to_dict
 from .config import TrainConfig
 from .trainer import train
+from .records import load_records
 
 # %% auto #0
-__all__ = ['run_status', 'train_many']
+__all__ = ['run_status', 'train_many', 'step_gflops']
 
 # %% ../nbs/08b_studies.ipynb #45edb695
-def _what(c: dict) -> dict: return {k: v for k, v in c.items() if k not in ("resume", "out_dir")}  # what a run learns
+_HOW = ("resume", "out_dir", "threads", "log_every", "tensorboard")  # how a run runs, not what it learns
+def _what(c: dict) -> dict: return {k: v for k, v in c.items() if k not in _HOW}
 
 def run_status(cfg: TrainConfig, # a run's config; its `out_dir` is looked at
               ) -> str:
@@ -61,3 +63,16 @@ def train_many(cfgs: list, # TrainConfigs or dicts of their fields, each with it
         with ThreadPoolExecutor(jobs) as ex:
             list(tqdm(ex.map(lambda c: _timed(c, _in_child), todo), total=len(todo), desc=f"{len(todo)} runs, {jobs} at a time"))
     return [Path(c.out_dir) for c in cfgs]
+
+# %% ../nbs/08b_studies.ipynb #0c3d314f
+def step_gflops(cfgs: dict, # name -> config (a TrainConfig or a dict of its fields)
+                root, # folder for the pricing runs (`root/name`, reused when run again)
+                steps: int = 2, # steps each config runs; the price is the mean over steps 2..`steps`
+               ) -> dict[str, float]:
+    "GFLOPs per training step of each config, as its trainer counts them over a short run."
+    if steps < 2: raise ConfigError(f"step_gflops needs steps >= 2 (step 1 carries one-off costs), got {steps}")
+    runs = {k: {**to_dict(TrainConfig.from_dict(c) if isinstance(c, dict) else c), "steps": steps, "eval_every": 0,
+                "out_dir": str(Path(root) / k), "resume": None} for k, c in cfgs.items()}
+    train_many(list(runs.values()))
+    tot = {k: [r["gflops_total"] for r in load_records(c["out_dir"])] for k, c in runs.items()}
+    return {k: (t[-1] - t[0]) / (steps - 1) for k, t in tot.items()}
