@@ -12,3 +12,13 @@ def test_notebook(nb):
     res = subprocess.run([str(bindir / "nbdev_test"), "--path", str(NBS / nb), "--n_workers", "0"],
                          capture_output=True, text=True, cwd=NBS.parent)
     assert res.returncode == 0, f"nbdev_test failed for {nb}:\n{res.stdout[-6000:]}\n{res.stderr[-6000:]}"
+
+
+@pytest.mark.parametrize("nb", notebooks)
+def test_parameters_cell_is_tagged(nb):
+    "A notebook run by papermill (its parameters cell ends with `_defined_above`) tags that cell, or `-p` is silently overridden."
+    import json
+    cells = json.loads((NBS / nb).read_text())["cells"]
+    params = [c for c in cells if c["cell_type"] == "code" and "_defined_above = set(globals())" in "".join(c["source"])]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert tagged == params, f"{nb}: the parameters cell must be the one tagged 'parameters' (papermill injects after it)"
