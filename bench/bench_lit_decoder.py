@@ -4,7 +4,7 @@
     python bench/bench_lit_decoder.py [--steps 30] [--batch_size 64] [--width 128] [--layers 2] [--threads 1]
 
 On the shapes data, for each encoder — its embedded teacher (ACED-Small-32, trained once and cached) and a student (ACED-Tiny-32: the
-weights of `--student` when given, e.g. runs/compare/steps/aced-seed0, else random init; timing does not depend on
+weights of `--student` when given, e.g. runs/compare/aced-seed0, else random init; timing does not depend on
 them) — the same decoder trains twice through the real trainer loop (`aced_lab.lit_decoder.lit_decoder`): once on
 tokens cached ahead of training, once running the frozen encoder on every batch. Printed: median step time of each
 (warm-up steps left out), their ratio, and the one-off cost of filling the cache (and after how many steps it pays).
