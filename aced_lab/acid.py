@@ -13,9 +13,9 @@ from .core import check_choice
 
 # %% auto #0
 __all__ = ['SCORES', 'LOSSES', 'REF_CONTEXTS', 'SELECTORS', 'Score', 'register_score', 'learnability', 'hard_learner',
-           'easy_reference', 'iid', 'get_score', 'example_scores', 'n_keep', 'select_topk', 'select_sample',
-           'joint_scores', 'select_joint', 'count_ops', 'register_selector', 'select', 'score_super_batch',
-           'replay_arrays', 'reselect', 'reference_scalars', 'ACIDSelection']
+           'easy_reference', 'iid', 'get_score', 'example_scores', 'n_keep', 'super_batch', 'select_topk',
+           'select_sample', 'joint_scores', 'select_joint', 'count_ops', 'register_selector', 'select',
+           'score_super_batch', 'replay_arrays', 'reselect', 'reference_scalars', 'ACIDSelection']
 
 # %% ../nbs/06_acid.ipynb #4dc8ad7f
 @dataclass(frozen=True)
@@ -72,6 +72,13 @@ def n_keep(B: int, # super-batch size
     if not (isinstance(B, int) and B >= 1): raise ValueError(f"super-batch size B={B!r} must be an int >= 1")
     if not (0 <= filter_ratio < 1): raise ValueError(f"filter_ratio={filter_ratio!r} must be in [0, 1)")
     return max(1, int(round((1 - filter_ratio) * B)))
+
+def super_batch(b: int, # sub-batch size (the batch trained on)
+                filter_ratio: float = 0.8, # fraction f of the super-batch filtered away, in [0, 1)
+               ) -> int:
+    "Super-batch size B = b / (1 - f), rounded up; float error is not rounded up (64 / (1 - 0.8) is 320, not 321)."
+    if not (0 <= filter_ratio < 1): raise ValueError(f"filter_ratio={filter_ratio!r} must be in [0, 1)")
+    return math.ceil(round(b / (1 - filter_ratio), 6))
 
 # %% ../nbs/06_acid.ipynb #b9a855fe
 def _check_b(b: int, B: int) -> None:

@@ -23,6 +23,7 @@ from . import synthetic
 from .eval import evaluate
 from .reference_cache import open_reference_store, fill_store
 from .callbacks import ProgressBar, JsonlLogger, TensorBoardLogger
+from .acid import super_batch
 from .config import TrainConfig, METHODS, EMBEDDED, LOSSES, load_teacher, resolve_embedded
 # importable from here too, where they lived before: for callers of the old names
 from .config import Method, register_method, MODULE_POLICIES
@@ -151,7 +152,7 @@ def build(self: Trainer):
     if cfg.lock_image: self.raw_model.lock_image_tower()  # LiT (open_clip_train's --lock-image)
     self.data_info = self._data()
     selecting = METHODS[cfg.method].selects
-    self.super_batch = math.ceil(cfg.batch_size / (1 - cfg.filter_ratio)) if selecting else cfg.batch_size
+    self.super_batch = super_batch(cfg.batch_size, cfg.filter_ratio) if selecting else cfg.batch_size
     self.loader = ImageTextLoader(self.data_info["train"], self.bundle.preprocess, self.bundle.tokenizer,
                                   batch_size=self.super_batch, num_workers=cfg.num_workers, shuffle=True,
                                   seed=cfg.seed, resampled=cfg.data_resampled, epoch_samples=cfg.epoch_samples)
