@@ -16,9 +16,15 @@ def test_notebook(nb):
 
 @pytest.mark.parametrize("nb", notebooks)
 def test_parameters_cell_is_tagged(nb):
-    "A notebook run by papermill (its parameters cell ends with `_defined_above`) tags that cell, or `-p` is silently overridden."
+    "A notebook run by papermill tags its parameters cell (else `-p` is silently overridden), and papermill can read each of them."
     import json
     cells = json.loads((NBS / nb).read_text())["cells"]
     params = [c for c in cells if c["cell_type"] == "code" and "_defined_above = set(globals())" in "".join(c["source"])]
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert tagged == params, f"{nb}: the parameters cell must be the one tagged 'parameters' (papermill injects after it)"
+    if params:  # papermill must read every parameter, or it warns "unknown parameter" on -p (e.g. a comment holding '=')
+        import re
+        from papermill.inspection import inspect_notebook
+        names = {m for m in re.findall(r"^([A-Za-z]\w*) *=", "".join(params[0]["source"]), re.M)}
+        read = {k for k in inspect_notebook(str(NBS / nb)) if not k.startswith("_")}
+        assert read == names, f"{nb}: papermill cannot parse {sorted(names - read)}"
