@@ -25,6 +25,6 @@ def test_parameters_cell_is_tagged(nb):
     if params:  # papermill must read every parameter, or it warns "unknown parameter" on -p (e.g. a comment holding '=')
         import re
         from papermill.inspection import inspect_notebook
-        names = {m for m in re.findall(r"^([A-Za-z]\w*) *=", "".join(params[0]["source"]), re.M)}
+        names = set(re.findall(r"^([A-Za-z]\w*) *=", "".join(params[0]["source"]), re.M))
         read = {k for k in inspect_notebook(str(NBS / nb)) if not k.startswith("_")}
         assert read == names, f"{nb}: papermill cannot parse {sorted(names - read)}"
