@@ -282,9 +282,10 @@ def _fit_template(spec: dict, rng) -> dict:
 
 def clean_caption(objects: list[dict], # the scene's objects (from `scene_objects`)
                   rng: np.random.Generator, # source of every choice
+                  family_mix: dict | None = None, # object count -> {family: weight} (default: FAMILY_MIX)
                  ) -> dict: # a caption spec that holds for the scene
     "A truthful caption spec for a scene, of a family drawn from FAMILY_MIX."
-    n = len(objects); fam = _pick(rng, FAMILY_MIX[n].items()); order = rng.permutation(n)
+    n = len(objects); fam = _pick(rng, (family_mix or FAMILY_MIX)[n].items()); order = rng.permutation(n)
     if fam == "full":
         attrs = FULL_DETAIL + (("position",) if n == 1 and rng.random() < 0.5 else ())
         spec = {"family": fam, "objects": [_describe(objects, k, attrs) for k in order]}

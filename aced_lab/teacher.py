@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_teacher.ipynb #7e26abc1
 from __future__ import annotations
-import hashlib, json, importlib.resources
+import hashlib, json, math, importlib.resources
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,14 +13,18 @@ from tqdm.auto import tqdm
 from .core import check_choice, to_dict, atomic_write_json, cache_dir, dir_lock, tiny_config, get_device, setup_backend, set_seed
 from .models import create, save_weights
 from .data import ImageTextLoader
-from .trainer import TrainConfig, train
+from .trainer import TrainConfig, train, make_optimizer, lr_lambda
+from .losses import contrastive_loss, hard_negative_loss
 from . import synthetic
 from .synthetic import DATA_MODELS
-from .scene_parts import SHAPES, COLOURS, SIZES, POSITIONS, N_CELL_CLASSES, scene_cell_targets
+from .scene_parts import (SHAPES, COLOURS, SIZES, POSITIONS, N_CELL_CLASSES, HARD_NEGATIVE_EDITS, scene_cell_targets,
+                                  clean_caption, render_caption, caption_holds)
 
 # %% auto #0
-__all__ = ['TEACHER_DEFAULTS', 'TEACHER_IMAGE_PRETRAIN', 'SHIPPED_TEACHERS', 'teacher_config', 'teacher_key',
-           'pretrain_image_tower', 'embedded_teacher', 'teacher_info', 'tiny_teacher', 'ship_teacher']
+__all__ = ['TEACHER_DEFAULTS', 'TEACHER_IMAGE_PRETRAIN', 'TEACHER_TEXT_STAGE', 'CELL_HEADS', 'N_COUNTS', 'SHIPPED_TEACHERS',
+           'teacher_config', 'teacher_key', 'CosineHead', 'pretrain_image_tower', 'scene_embeddings',
+           'encode_text_trimmed', 'every_hard_negative', 'lit_text_tower', 'embedded_teacher', 'teacher_info',
+           'tiny_teacher', 'ship_teacher']
 
 # %% ../nbs/12_teacher.ipynb #5e3cacae
 _SHAPES_TEACHER = dict(model="ACED-Small-32", steps=1200, batch_size=64, lr=2e-3, warmup=50, ckpt_every=200,
@@ -41,19 +45,34 @@ def teacher_config(data: str = "scenes", # embedded dataset: "scenes", "shapes" 
 
 def teacher_key(cfg: TrainConfig, # the teacher's training config
                 image_pretrain: dict | None = None, # settings of its supervised image-tower stage, if it has one
+                text_stage: dict | None = None, # settings of its text-tower stage beyond `cfg`, if it has them
                ) -> str:
     "Folder name of a teacher: data, model and a hash of the fields that change what it learns and differ from defaults."
     dflt = to_dict(TrainConfig(data=cfg.data))  # fields left at their defaults stay out: a new TrainConfig field keeps old teachers
     d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_KEY and (v != dflt[k] or k in TEACHER_DEFAULTS[cfg.data])}
     if image_pretrain: d["image_pretrain"] = image_pretrain
+    if text_stage: d["text_stage"] = text_stage
     h = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{cfg.data}-{cfg.model}-{h}"
 
 # %% ../nbs/12_teacher.ipynb #da45d6c9
 TEACHER_IMAGE_PRETRAIN = { # embedded dataset -> stage 1 of its teacher (supervised image tower), when it has one
-    "scenes": dict(steps=1200, batch_size=128, lr=1e-3, weight_decay=0.1)}
+    "scenes": dict(steps=1200, batch_size=128, lr=1e-3, weight_decay=0.1, heads="joint+count")}
+TEACHER_TEXT_STAGE = { # embedded dataset -> stage 2's caption families per object count (more relations than the data's)
+    "scenes": dict(family_mix={1: {"full": 0.5, "partial": 0.5}, 2: {"full": 0.15, "relation": 0.6, "count": 0.1, "partial": 0.15},
+                               3: {"full": 0.15, "relation": 0.5, "count": 0.2, "partial": 0.15}})}
 
 _FACTORS = (len(SHAPES), len(COLOURS), len(SIZES))
+CELL_HEADS = {"joint": (N_CELL_CLASSES,), "joint+count": (N_CELL_CLASSES,), "joint+attributes": (N_CELL_CLASSES, *_FACTORS)} # per cell
+N_COUNTS = len(POSITIONS) # a scene holds 1..GRID² objects: "joint+count" also reads how many, a scene-level class
+
+class CosineHead(torch.nn.Module):
+    "Logits as CLIP scores pairs: a learnt scale times the cosine of the embedding with each class's vector (no bias)."
+    def __init__(self, dim: int, n: int):
+        super().__init__(); self.weight = torch.nn.Parameter(torch.randn(n, dim) * dim ** -0.5)
+        self.log_scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
+    def forward(self, x): # (B, dim) -> (B, n)
+        return self.log_scale.clamp(max=math.log(100)).exp() * F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).T
 
 def _factors(y: torch.Tensor) -> tuple: # (B, C) cell classes -> shape, colour, size indices, each (B, C), -100 where empty
     i = y - 1; S, K = _FACTORS[:2]
@@ -70,20 +89,25 @@ def pretrain_image_tower(cfg: TrainConfig, # the teacher's config: its model, da
                          batch_size: int = 128, # scenes per step
                          lr: float = 1e-3, # AdamW learning rate (constant)
                          weight_decay: float = 0.1, # AdamW weight decay
+                         heads: str = "joint+count", # per cell the object's joint class; "+count": and the scene's object count; "+attributes": and each object's shape, colour, size apart
                          progress: bool = True, # show a progress bar
                         ) -> dict: # {"first_loss", "loss": the first and last step's, "cell_accuracy": on up to 1,000 eval scenes}
     "LiT's stage 1 on scenes: the image tower learns, supervised, which object sits in each grid cell."
+    check_choice("heads", heads, tuple(CELL_HEADS))
     dev = get_device(cfg.device); setup_backend(dev, cfg.threads); set_seed(cfg.seed)
     bundle = create(cfg.model, device=dev); model = bundle.model
     man = synthetic.default_data(cfg.data, root=cfg.data_root, progress=False, **cfg.data_overrides)
     load = lambda split, shuffle: ImageTextLoader(man[split], bundle.preprocess, bundle.tokenizer, batch_size=batch_size,
                                                   num_workers=cfg.num_workers, shuffle=shuffle, seed=cfg.seed)
-    C, K = len(POSITIONS), (N_CELL_CLASSES, *_FACTORS)  # per cell: the object's class, and its shape, colour, size apart
-    head = torch.nn.Linear(model.text_projection.shape[1], C * sum(K)).to(dev)
+    C, K, D = len(POSITIONS), CELL_HEADS[heads], model.text_projection.shape[1]
+    head = CosineHead(D, C * sum(K) + N_COUNTS * (heads == "joint+count")).to(dev)
     opt = torch.optim.AdamW([*model.visual.parameters(), *head.parameters()], lr=lr, weight_decay=weight_decay)
-    logits = lambda x: head(model.encode_image(x)).view(len(x), C, sum(K)).split(K, -1)  # 4 x (B, cells, classes)
-    def cell_loss(x, y):  # the object class of every cell, and the attributes of the occupied ones
-        return sum(F.cross_entropy(l.flatten(0, 1), t.flatten()) for l, t in zip(logits(x), (y, *_factors(y))))
+    def logits(x):  # len(K) x (B, cells, classes), and (B, counts)
+        z = head(model.encode_image(x)); return z[:, :C * sum(K)].view(len(x), C, sum(K)).split(K, -1), z[:, C * sum(K):]
+    def cell_loss(x, y):  # the object class of every cell (and the attributes of the occupied ones, or the count)
+        cells, count = logits(x)
+        loss = sum(F.cross_entropy(l.flatten(0, 1), t.flatten()) for l, t in zip(cells, (y, *_factors(y))))
+        return loss + F.cross_entropy(count, (y > 0).sum(1) - 1) if count.shape[1] else loss
     model.train(); data = _cell_batches(load("train", True), dev)
     for step in tqdm(range(steps), desc="teacher image tower", disable=not progress):
         x, y = next(data)
@@ -93,10 +117,89 @@ def pretrain_image_tower(cfg: TrainConfig, # the teacher's config: its model, da
     model.eval(); hit = n = 0
     with torch.no_grad():
         for b in load("eval", False).epoch(0):
-            x, y = next(_cell_batches([b], dev)); hit += (logits(x)[0].argmax(-1) == y).sum().item(); n += y.numel()
+            x, y = next(_cell_batches([b], dev)); hit += (logits(x)[0][0].argmax(-1) == y).sum().item(); n += y.numel()
             if n >= 1000 * C: break
     save_weights(model, out)
     return {"first_loss": first, "loss": loss.item(), "cell_accuracy": hit / max(n, 1)}
+
+
+# %% ../nbs/12_teacher.ipynb #e0a89d06
+@torch.no_grad()
+def scene_embeddings(bundle, # a `ModelBundle`: its image tower embeds, its preprocess and tokenizer load
+                     shards, # a scenes split (shard spec)
+                     device, # where the model is
+                     batch_size: int = 256, # images per forward
+                     num_workers: int = 0, # loader workers
+                     progress: bool = True, # show a progress bar
+                    ) -> tuple: # ((N, D) L2-normalised float32 on `device`, [each scene's objects])
+    "Every image of a scenes split embedded once by the (locked) image tower, in order, with the scene's objects."
+    bundle.model.eval(); X, objects = [], []
+    loader = ImageTextLoader(shards, bundle.preprocess, bundle.tokenizer, batch_size, num_workers=num_workers,
+                             shuffle=False, drop_last=False, nodesplitter=None)
+    for b in tqdm(loader.epoch(0), desc="teacher image embeddings", disable=not progress):
+        X.append(bundle.model.encode_image(b["image"].to(device), normalize=True).float())
+        objects += [m["objects"] for m in b["meta"]]
+    return torch.cat(X), objects
+
+def encode_text_trimmed(model, # an open_clip CLIP with a causal text tower pooled at the end-of-text token
+                        tokens: torch.Tensor, # (B, context_length) token ids, 0-padded
+                        normalize: bool = True, # L2-normalise
+                       ) -> torch.Tensor: # (B, D)
+    "open_clip's `encode_text` on the tokens up to the batch's longest: exact (causal mask, EOT pooling), for short captions cheaper."
+    if model.attn_mask is None or model.text_pool_type != "argmax": return model.encode_text(tokens, normalize=normalize)
+    L = int((tokens != 0).sum(1).max()); tokens = tokens[:, :L]
+    x = model.token_embedding(tokens) + model.positional_embedding[:L]
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:L, :L]))  # (B, L, width)
+    x = x[torch.arange(len(x)), tokens.argmax(-1)] @ model.text_projection        # (B, D) at each end-of-text token
+    return F.normalize(x, dim=-1) if normalize else x
+
+def every_hard_negative(spec: dict, # a caption spec that holds for the scene
+                        objects: list[dict], # the scene's objects
+                        rng: np.random.Generator, # what each edit changes
+                       ) -> list[dict]: # false specs, one per edit of `HARD_NEGATIVE_EDITS` that makes one
+    "Every hard negative of a caption: a binding swap, a relation flip, a wrong count, an attribute swap, where they apply."
+    return [n for e in HARD_NEGATIVE_EDITS.values() if (n := e(spec, objects, rng)) is not None and not caption_holds(n, objects)]
+
+def _save_stage(path, state): # atomically: a kill leaves the last checkpoint whole
+    tmp = Path(path).with_suffix(".tmp"); torch.save(state, tmp); tmp.replace(path)
+
+def lit_text_tower(cfg: TrainConfig, # the teacher's config: model, data, steps, batch_size, lr, warmup, hard_negatives, seed, ckpt_every
+                   tower, # weights whose image tower is kept (stage 1's)
+                   folder, # where the stage's checkpoint goes (and is resumed from)
+                   family_mix: dict | None = None, # caption families per object count (default: the data's, `scene_parts.FAMILY_MIX`)
+                   progress: bool = True, # show progress bars
+                  ): # (the model, {"first_loss", "loss", "losses": every step's, "resumed_from"})
+    "LiT's stage 2 on scenes: the text tower against the locked image tower's embeddings (computed once), a fresh clean caption of each scene every step, with every hard negative."
+    dev = get_device(cfg.device); setup_backend(dev, cfg.threads); set_seed(cfg.seed)
+    bundle = create(cfg.model, pretrained=tower, device=dev); model = bundle.model
+    model.lock_image_tower()  # frozen, so its embeddings are computed once (as the LiT paper notes)
+    man = synthetic.default_data(cfg.data, root=cfg.data_root, progress=False, **cfg.data_overrides)
+    X, objects = scene_embeddings(bundle, man["train"], dev, num_workers=cfg.num_workers, progress=progress)  # (N, D)
+    opt = make_optimizer(model, cfg); sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps))
+    ckpt, start, losses = Path(folder) / "text_tower.pt", 0, []
+    if ckpt.exists():
+        s = torch.load(ckpt, map_location=dev); start, losses = s["step"], s["losses"]
+        model.load_state_dict(s["model"]); opt.load_state_dict(s["opt"]); sched.load_state_dict(s["sched"])
+    model.train(); B = cfg.batch_size
+    for step in tqdm(range(start, cfg.steps), desc="teacher text tower", initial=start, total=cfg.steps, disable=not progress):
+        rng = np.random.default_rng([cfg.seed, step])  # the step's scenes, captions and negatives (a resumed run draws the same)
+        idx = rng.choice(len(objects), B, replace=False)
+        specs = [clean_caption(objects[i], rng, family_mix) for i in idx]
+        negs = [n for s, i in zip(specs, idx) for n in every_hard_negative(s, objects[i], rng)]
+        t = encode_text_trimmed(model, bundle.tokenizer([render_caption(s) for s in specs + negs]).to(dev))  # (B + N, D)
+        out = {"image_features": X[idx], "text_features": t[:B], "logit_scale": model.logit_scale.exp()}
+        loss = contrastive_loss(out)["contrastive_loss"] + hard_negative_loss(out, t[B:], cfg.hard_negatives)["hard_negative_loss"]
+        opt.zero_grad(set_to_none=True); loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+        opt.step(); sched.step()
+        with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))  # as open_clip_train
+        losses.append(loss.item())
+        if not np.isfinite(losses[-1]): raise FloatingPointError(f"teacher text tower: loss {losses[-1]} at step {step}")
+        if cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0:
+            _save_stage(ckpt, {"step": step + 1, "losses": losses, "model": model.state_dict(), "opt": opt.state_dict(),
+                               "sched": sched.state_dict()})
+    return model, {"first_loss": losses[0], "loss": losses[-1], "losses": losses, "resumed_from": start}
+
 
 # %% ../nbs/12_teacher.ipynb #8ca44fd0
 SHIPPED_TEACHERS = Path(str(importlib.resources.files("aced_lab"))) / "teachers" # teachers that come with the package
@@ -109,28 +212,37 @@ def embedded_teacher(data: str = "scenes", # embedded dataset the teacher learns
                      **overrides, # `TrainConfig` fields over `TEACHER_DEFAULTS` (e.g. steps, model, data_root)
                     ) -> Path:
     "Path of the teacher's safetensors weights, training it first (once, resumably) if needed."
+    from aced_lab.eval import evaluate
     cfg = teacher_config(data, **overrides)
     if image_pretrain and data not in TEACHER_IMAGE_PRETRAIN: raise ValueError(f"the {data} teacher has no image-tower stage")
     pre = {**TEACHER_IMAGE_PRETRAIN[data], **(image_pretrain or {})} if data in TEACHER_IMAGE_PRETRAIN and cfg.pretrained is None else None
-    shipped = SHIPPED_TEACHERS / teacher_key(cfg, pre) / "teacher.safetensors"
+    text = TEACHER_TEXT_STAGE.get(data) if pre else None
+    shipped = SHIPPED_TEACHERS / teacher_key(cfg, pre, text) / "teacher.safetensors"
     if root is None and not force and shipped.is_file(): return shipped  # made by this function once, shipped in fp16
-    folder = Path(root or cache_dir("teachers")) / teacher_key(cfg, pre)
+    folder = Path(root or cache_dir("teachers")) / teacher_key(cfg, pre, text)
     weights = folder / "teacher.safetensors"
     with dir_lock(folder):  # concurrent callers (notebooks, DDP ranks) train it once
         if weights.exists() and not force: return weights
         if not build: raise FileNotFoundError(f"the embedded {data} teacher is not cached ({weights}): make it first with "
                                               f"`aced-lab teacher --data {data}` (not inside torchrun)")
-        cfg.out_dir, stage1 = str(folder / "run"), None
-        if pre:  # stage 1: the supervised image tower (minutes; redone if interrupted), then the text tower meets it
+        cfg.out_dir, stage1, stage2 = str(folder / "run"), None, None
+        if pre:  # LiT: stage 1, the supervised image tower (minutes; redone if interrupted), then the text tower meets it
             tower = folder / "image_tower.safetensors"
             if force or not tower.exists(): stage1 = pretrain_image_tower(cfg, tower, **pre)
+            if force: (folder / "text_tower.pt").unlink(missing_ok=True)
             cfg.pretrained = str(tower)
-        if not force and (folder / "run" / "checkpoints" / "latest.json").exists(): cfg.resume = "latest"
-        t = train(cfg)
-        save_weights(t.raw_model, weights)
+            model, stage2 = lit_text_tower(cfg, tower, folder, **(text or {}))
+            save_weights(model, weights)
+            man = synthetic.default_data(cfg.data, root=cfg.data_root, progress=False, **cfg.data_overrides)
+            ev = evaluate(create(cfg.model, weights), None, man, max_samples=cfg.eval_max_samples, progress=False)
+            stage2 = {**stage2, "losses": stage2["losses"][::100]}  # every 100th step's
+        else:  # one stage: the ordinary `train`
+            if not force and (folder / "run" / "checkpoints" / "latest.json").exists(): cfg.resume = "latest"
+            t = train(cfg); ev = t.eval_table
+            save_weights(t.raw_model, weights)
         atomic_write_json(folder / "teacher.json", {"model": cfg.model, "weights": weights.name, "config": to_dict(cfg),
-                          "image_pretrain": pre, "image_pretrain_result": stage1,
-                          "eval": t.eval_table.to_dict(orient="records") if t.eval_table is not None else None})
+                          "image_pretrain": pre, "image_pretrain_result": stage1, "text_stage": text, "text_tower_result": stage2,
+                          "eval": ev.to_dict(orient="records") if ev is not None else None})
     return weights
 
 def teacher_info(weights) -> dict:
