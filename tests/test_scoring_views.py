@@ -30,11 +30,13 @@ def test_cheap_views_of_the_teacher_agree_with_full_scoring(tmp_path):
             s = score_super_batch(view_forward(m, batch["image"], batch["text"], seed=0, **kw), None, "softmax", "hard_learner")["score"]
             res[name] = score_agreement(full, s, pick(full), pick(s), bad)
     assert res["full"]["spearman"] == pytest.approx(1) and res["full"]["overlap"] == 1
-    for name in ("res 0.75", "FLIP 0.75"):  # measured on 4 x 320 pairs: spearman 0.80 / 0.81, overlap 0.79 / 0.82
-        assert res[name]["spearman"] > 0.6 and res[name]["overlap"] > 0.6, (name, res[name])
-    for name in ("res 0.5", "FLIP 0.5"):  # lossier (spearman 0.41 / 0.53), and still far from chance
+    # measured with the shipped teacher on 2 x 160 pairs: spearman res 0.75 0.75 / 0.80, FLIP 0.75 0.94 / 0.95, FLIP 0.5 0.79 / 0.75
+    for name in ("res 0.75", "FLIP 0.75", "FLIP 0.5"):
         r = res[name]
-        assert r["spearman"] > 0.2 and r["corrupted_cheap"] > bad.mean() + 0.1, (name, r)  # it still finds corrupted pairs hardest
+        assert r["spearman"] > 0.6 and r["overlap"] > 0.5, (name, r)
+        assert r["corrupted_cheap"] > bad.mean() + 0.2, (name, r)  # it still finds the corrupted pairs hardest
+    # half the resolution (objects 9-13 px, under two 8 px patches) loses this teacher's ranking: spearman 0.07 / 0.07
+    assert res["res 0.5"]["spearman"] < res["FLIP 0.5"]["spearman"] - 0.3, res
     g = inference_flops(m)["image_gflops"]
     assert view_gflops(m, resolution=0.5) < 0.3 * g and view_gflops(m, patch_keep=0.5) < 0.6 * g
 
