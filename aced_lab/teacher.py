@@ -43,6 +43,12 @@ def teacher_config(data: str = "scenes", # embedded dataset: "scenes", "shapes" 
     check_choice("data", data, tuple(TEACHER_DEFAULTS))
     return TrainConfig.from_dict({**TEACHER_DEFAULTS[data], "data": data, **overrides})
 
+def _teacher_data(cfg: TrainConfig) -> dict: return synthetic.default_data(cfg.data, root=cfg.data_root, progress=False, **cfg.data_overrides)
+
+def _teacher_eval(cfg: TrainConfig, model: str, weights): # the eval table of weights in architecture `model` on the teacher's data
+    from aced_lab.eval import evaluate
+    return evaluate(create(model, weights), None, _teacher_data(cfg), max_samples=cfg.eval_max_samples, progress=False)
+
 def teacher_key(cfg: TrainConfig, # the teacher's training config
                 image_pretrain: dict | None = None, # settings of its supervised image-tower stage, if it has one
                 text_stage: dict | None = None, # settings of its text-tower stage beyond `cfg`, if it has them
@@ -96,7 +102,7 @@ def pretrain_image_tower(cfg: TrainConfig, # the teacher's config: its model, da
     check_choice("heads", heads, tuple(CELL_HEADS))
     dev = get_device(cfg.device); setup_backend(dev, cfg.threads); set_seed(cfg.seed)
     bundle = create(cfg.model, device=dev); model = bundle.model
-    man = synthetic.default_data(cfg.data, root=cfg.data_root, progress=False, **cfg.data_overrides)
+    man = _teacher_data(cfg)
     load = lambda split, shuffle: ImageTextLoader(man[split], bundle.preprocess, bundle.tokenizer, batch_size=batch_size,
                                                   num_workers=cfg.num_workers, shuffle=shuffle, seed=cfg.seed)
     C, K, D = len(POSITIONS), CELL_HEADS[heads], model.text_projection.shape[1]
@@ -173,8 +179,7 @@ def lit_text_tower(cfg: TrainConfig, # the teacher's config: model, data, steps,
     dev = get_device(cfg.device); setup_backend(dev, cfg.threads); set_seed(cfg.seed)
     bundle = create(cfg.model, pretrained=tower, device=dev); model = bundle.model
     model.lock_image_tower()  # frozen, so its embeddings are computed once (as the LiT paper notes)
-    man = synthetic.default_data(cfg.data, root=cfg.data_root, progress=False, **cfg.data_overrides)
-    X, objects = scene_embeddings(bundle, man["train"], dev, num_workers=cfg.num_workers, progress=progress)  # (N, D)
+    X, objects = scene_embeddings(bundle, _teacher_data(cfg)["train"], dev, num_workers=cfg.num_workers, progress=progress)  # (N, D)
     opt = make_optimizer(model, cfg); sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps))
     ckpt, start, losses = Path(folder) / "text_tower.pt", 0, []
     if ckpt.exists():
@@ -212,7 +217,6 @@ def embedded_teacher(data: str = "scenes", # embedded dataset the teacher learns
                      **overrides, # `TrainConfig` fields over `TEACHER_DEFAULTS` (e.g. steps, model, data_root)
                     ) -> Path:
     "Path of the teacher's safetensors weights, training it first (once, resumably) if needed."
-    from aced_lab.eval import evaluate
     cfg = teacher_config(data, **overrides)
     if image_pretrain and data not in TEACHER_IMAGE_PRETRAIN: raise ValueError(f"the {data} teacher has no image-tower stage")
     pre = {**TEACHER_IMAGE_PRETRAIN[data], **(image_pretrain or {})} if data in TEACHER_IMAGE_PRETRAIN and cfg.pretrained is None else None
@@ -233,8 +237,7 @@ def embedded_teacher(data: str = "scenes", # embedded dataset the teacher learns
             cfg.pretrained = str(tower)
             model, stage2 = lit_text_tower(cfg, tower, folder, **(text or {}))
             save_weights(model, weights)
-            man = synthetic.default_data(cfg.data, root=cfg.data_root, progress=False, **cfg.data_overrides)
-            ev = evaluate(create(cfg.model, weights), None, man, max_samples=cfg.eval_max_samples, progress=False)
+            ev = _teacher_eval(cfg, cfg.model, weights)
             stage2 = {**stage2, "losses": stage2["losses"][::100]}  # every 100th step's
         else:  # one stage: the ordinary `train`
             if not force and (folder / "run" / "checkpoints" / "latest.json").exists(): cfg.resume = "latest"
@@ -265,16 +268,11 @@ def ship_teacher(weights, # a teacher made by `embedded_teacher` (its folder hol
                 ) -> Path:
     "Copy a teacher into the package in fp16, with its `teacher.json` and the eval of the fp16 weights."
     from safetensors.torch import load_file, save_file
-    from aced_lab.eval import evaluate
-    from aced_lab.models import create
-    from aced_lab import synthetic
     info, src = teacher_info(weights), Path(weights)
     out = Path(dest or SHIPPED_TEACHERS) / src.parent.name / "teacher.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.half().contiguous() if v.is_floating_point() else v for k, v in load_file(src).items()}, out)
-    cfg = info["config"]
-    man = synthetic.default_data(cfg["data"], root=cfg["data_root"], progress=False, **TrainConfig.from_dict(cfg).data_overrides)
-    ev = evaluate(create(info["model"], out), None, man, max_samples=cfg["eval_max_samples"], progress=False)
+    ev = _teacher_eval(TrainConfig.from_dict(info["config"]), info["model"], out)
     atomic_write_json(out.parent / "teacher.json", {**info, "dtype": "float16", "eval_fp32": info["eval"],
                                                     "eval": ev.to_dict(orient="records")})
     return out
