@@ -17,14 +17,14 @@ from .trainer import TrainConfig, train, make_optimizer, lr_lambda
 from .losses import contrastive_loss, hard_negative_loss
 from . import synthetic
 from .synthetic import DATA_MODELS
-from .scene_parts import (SHAPES, COLOURS, SIZES, POSITIONS, N_CELL_CLASSES, HARD_NEGATIVE_EDITS, scene_cell_targets,
+from .scene_parts import (SHAPES, COLOURS, SIZES, POSITIONS, RELATIONS, N_CELL_CLASSES, HARD_NEGATIVE_EDITS, scene_cell_targets,
                                   clean_caption, render_caption, caption_holds)
 
 # %% auto #0
-__all__ = ['TEACHER_DEFAULTS', 'TEACHER_IMAGE_PRETRAIN', 'TEACHER_TEXT_STAGE', 'CELL_HEADS', 'N_COUNTS', 'SHIPPED_TEACHERS',
-           'teacher_config', 'teacher_key', 'CosineHead', 'pretrain_image_tower', 'scene_embeddings',
-           'encode_text_trimmed', 'every_hard_negative', 'lit_text_tower', 'embedded_teacher', 'teacher_info',
-           'tiny_teacher', 'ship_teacher']
+__all__ = ['TEACHER_DEFAULTS', 'TEACHER_IMAGE_PRETRAIN', 'TEACHER_TEXT_STAGE', 'CELL_HEADS', 'N_COUNTS', 'N_DESCRIPTIONS',
+           'RELATION_ONLY', 'SHIPPED_TEACHERS', 'teacher_config', 'teacher_key', 'CosineHead', 'pretrain_image_tower',
+           'description_index', 'RelationParser', 'fit_relation_parser', 'scene_embeddings', 'encode_text_trimmed',
+           'every_hard_negative', 'lit_text_tower', 'embedded_teacher', 'teacher_info', 'tiny_teacher', 'ship_teacher']
 
 # %% ../nbs/12_teacher.ipynb #5e3cacae
 _SHAPES_TEACHER = dict(model="ACED-Small-32", steps=1200, batch_size=64, lr=2e-3, warmup=50, ckpt_every=200,
@@ -66,7 +66,8 @@ TEACHER_IMAGE_PRETRAIN = { # embedded dataset -> stage 1 of its teacher (supervi
     "scenes": dict(steps=1200, batch_size=128, lr=1e-3, weight_decay=0.1, heads="joint+count")}
 TEACHER_TEXT_STAGE = { # embedded dataset -> stage 2's caption families per object count (more relations than the data's)
     "scenes": dict(family_mix={1: {"full": 0.5, "partial": 0.5}, 2: {"full": 0.15, "relation": 0.6, "count": 0.1, "partial": 0.15},
-                               3: {"full": 0.15, "relation": 0.5, "count": 0.2, "partial": 0.15}})}
+                               3: {"full": 0.15, "relation": 0.5, "count": 0.2, "partial": 0.15}},
+                   parser=dict(steps=1000, warm_steps=300, weight=1.0))}
 
 _FACTORS = (len(SHAPES), len(COLOURS), len(SIZES))
 CELL_HEADS = {"joint": (N_CELL_CLASSES,), "joint+count": (N_CELL_CLASSES,), "joint+attributes": (N_CELL_CLASSES, *_FACTORS)} # per cell
@@ -129,6 +130,49 @@ def pretrain_image_tower(cfg: TrainConfig, # the teacher's config: its model, da
     return {"first_loss": first, "loss": loss.item(), "cell_accuracy": hit / max(n, 1)}
 
 
+# %% ../nbs/12_teacher.ipynb #992367f7
+_DESCRIBED = (("size", tuple(SIZES)), ("colour", tuple(COLOURS)), ("shape", SHAPES)) # what a relation caption names
+N_DESCRIPTIONS = math.prod(len(v) + 1 for _, v in _DESCRIBED) # each attribute named (one of its values) or not
+RELATION_ONLY = {1: {"full": 1.0}, 2: {"relation": 1.0}, 3: {"relation": 1.0}} # caption families: relations wherever they apply
+
+def description_index(d: dict, # an object description: some of size, colour, shape (other keys ignored)
+                     ) -> int: # in range(N_DESCRIPTIONS)
+    "The index of an object description among every combination of named attributes."
+    i = 0
+    for a, vals in _DESCRIBED: i = i * (len(vals) + 1) + (vals.index(d[a]) + 1 if a in d else 0)
+    return i
+
+class RelationParser(torch.nn.Module):
+    "A relation caption's embedding looked up, not read: a vector per (role, relation, object description), the two summed and normalised."
+    def __init__(self, dim: int):
+        super().__init__(); self.table = torch.nn.Parameter(torch.randn(2, len(RELATIONS), N_DESCRIPTIONS, dim) * 0.1)
+    def forward(self, specs: list[dict]) -> torch.Tensor: # relation caption specs -> (n, dim), L2-normalised
+        ix = torch.tensor([[list(RELATIONS).index(s["relation"]), *map(description_index, s["objects"][:2])] for s in specs],
+                          device=self.table.device)  # (n, 3): relation, first object, second object
+        return F.normalize(self.table[0, ix[:, 0], ix[:, 1]] + self.table[1, ix[:, 0], ix[:, 2]], dim=-1)
+
+def fit_relation_parser(X: torch.Tensor, # (N, D) the locked image tower's L2-normalised embeddings
+                        objects: list[list[dict]], # each scene's objects
+                        steps: int = 1000, # optimizer steps
+                        batch_size: int = 128, # relation captions per step
+                        lr: float = 1e-2, # Adam's
+                        scale: float = 30.0, # the logit scale (fixed)
+                        seed: int = 0, # the table's init and every draw
+                        progress: bool = True, # show a progress bar
+                       ) -> RelationParser: # fitted, frozen
+    "Fit a `RelationParser` to the image embeddings: CLIP's loss over relation captions plus each one's relation flip as a hard negative."
+    torch.manual_seed(seed); parser = RelationParser(X.shape[1]).to(X.device); opt = torch.optim.Adam(parser.parameters(), lr)
+    multi, flip = np.flatnonzero([len(o) >= 2 for o in objects]), HARD_NEGATIVE_EDITS["relation_flip"]
+    for step in tqdm(range(steps), desc="relation parser", disable=not progress):
+        rng = np.random.default_rng([seed, step]); pos, neg, keep = [], [], []
+        for i in rng.choice(multi, min(batch_size, len(multi)), replace=False):
+            s = clean_caption(objects[i], rng, RELATION_ONLY)
+            if (n := flip(s, objects[i], rng)) is not None and not caption_holds(n, objects[i]): pos.append(s); neg.append(n); keep.append(i)
+        out = {"image_features": X[keep], "text_features": parser(pos), "logit_scale": torch.tensor(scale)}
+        loss = contrastive_loss(out)["contrastive_loss"] + hard_negative_loss(out, parser(neg))["hard_negative_loss"]
+        opt.zero_grad(); loss.backward(); opt.step()
+    return parser.requires_grad_(False)
+
 # %% ../nbs/12_teacher.ipynb #e0a89d06
 @torch.no_grad()
 def scene_embeddings(bundle, # a `ModelBundle`: its image tower embeds, its preprocess and tokenizer load
@@ -173,27 +217,36 @@ def lit_text_tower(cfg: TrainConfig, # the teacher's config: model, data, steps,
                    tower, # weights whose image tower is kept (stage 1's)
                    folder, # where the stage's checkpoint goes (and is resumed from)
                    family_mix: dict | None = None, # caption families per object count (default: the data's, `scene_parts.FAMILY_MIX`)
+                   parser: dict | None = None, # relation parser: {"steps" (its fit), "warm_steps" (regression only), "weight"} (None: none)
                    progress: bool = True, # show progress bars
                   ): # (the model, {"first_loss", "loss", "losses": every step's, "resumed_from"})
-    "LiT's stage 2 on scenes: the text tower against the locked image tower's embeddings (computed once), a fresh clean caption of each scene every step, with every hard negative."
+    "LiT's stage 2 on scenes: the text tower against the locked image tower's embeddings (computed once), a fresh clean caption of each scene every step, with every hard negative; relation captions also pulled to a `RelationParser`'s vectors."
     dev = get_device(cfg.device); setup_backend(dev, cfg.threads); set_seed(cfg.seed)
     bundle = create(cfg.model, pretrained=tower, device=dev); model = bundle.model
     model.lock_image_tower()  # frozen, so its embeddings are computed once (as the LiT paper notes)
     X, objects = scene_embeddings(bundle, _teacher_data(cfg)["train"], dev, num_workers=cfg.num_workers, progress=progress)  # (N, D)
     opt = make_optimizer(model, cfg); sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps))
-    ckpt, start, losses = Path(folder) / "text_tower.pt", 0, []
+    ckpt, start, losses, rp = Path(folder) / "text_tower.pt", 0, [], None
     if ckpt.exists():
         s = torch.load(ckpt, map_location=dev); start, losses = s["step"], s["losses"]
         model.load_state_dict(s["model"]); opt.load_state_dict(s["opt"]); sched.load_state_dict(s["sched"])
+        if s.get("parser") is not None: rp = RelationParser(X.shape[1]).to(dev).requires_grad_(False); rp.load_state_dict(s["parser"])
+    if parser and rp is None:
+        rp = fit_relation_parser(X, objects, parser["steps"], seed=cfg.seed, progress=progress)
+    warm, multi = (parser or {}).get("warm_steps", 0), np.flatnonzero([len(o) >= 2 for o in objects])
     model.train(); B = cfg.batch_size
     for step in tqdm(range(start, cfg.steps), desc="teacher text tower", initial=start, total=cfg.steps, disable=not progress):
         rng = np.random.default_rng([cfg.seed, step])  # the step's scenes, captions and negatives (a resumed run draws the same)
-        idx = rng.choice(len(objects), B, replace=False)
-        specs = [clean_caption(objects[i], rng, family_mix) for i in idx]
+        first = step < warm  # the warm start: relation captions only, pulled to the parser's vectors, nothing else
+        idx = rng.choice(multi if first else len(objects), B, replace=False)
+        specs = [clean_caption(objects[i], rng, RELATION_ONLY if first else family_mix) for i in idx]
         negs = [n for s, i in zip(specs, idx) for n in every_hard_negative(s, objects[i], rng)]
         t = encode_text_trimmed(model, bundle.tokenizer([render_caption(s) for s in specs + negs]).to(dev))  # (B + N, D)
         out = {"image_features": X[idx], "text_features": t[:B], "logit_scale": model.logit_scale.exp()}
-        loss = contrastive_loss(out)["contrastive_loss"] + hard_negative_loss(out, t[B:], cfg.hard_negatives)["hard_negative_loss"]
+        rel = [j for j, s in enumerate(specs + negs) if s["family"] == "relation"]
+        pull = (1 - (t[rel] * rp([(specs + negs)[j] for j in rel])).sum(-1)).mean() if rp is not None and rel else 0.0
+        loss = pull if first else (contrastive_loss(out)["contrastive_loss"] + (parser or {}).get("weight", 0.0) * pull
+                                   + hard_negative_loss(out, t[B:], cfg.hard_negatives)["hard_negative_loss"])
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
         opt.step(); sched.step()
@@ -202,7 +255,7 @@ def lit_text_tower(cfg: TrainConfig, # the teacher's config: model, data, steps,
         if not np.isfinite(losses[-1]): raise FloatingPointError(f"teacher text tower: loss {losses[-1]} at step {step}")
         if cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0:
             _save_stage(ckpt, {"step": step + 1, "losses": losses, "model": model.state_dict(), "opt": opt.state_dict(),
-                               "sched": sched.state_dict()})
+                               "sched": sched.state_dict(), "parser": rp.state_dict() if rp is not None else None})
     return model, {"first_loss": losses[0], "loss": losses[-1], "losses": losses, "resumed_from": start}
 
 
