@@ -65,6 +65,8 @@ class ScenesConfig:
 _SPLITS = {"train": 0, "eval": 1}
 _TAG = 0x5CE9E5  # this dataset's part of every seed
 _VERSION = 2  # bump when the generator's output changes, to invalidate cached data
+# (the embedded teacher's key does not include it, so that keys stay stable: a change to what the teacher trains on
+#  must also change `teacher.TEACHER_DEFAULTS` / `TEACHER_TEXT_STAGE`, or a teacher of the old data is served)
 _ORDER = ("relation_flip", "wrong_count", "attr_swap", "uninformative", "junk_image", "mismatch", "near_duplicate")
 
 def _shard_rng(seed: int, split: str, shard: int) -> np.random.Generator:

@@ -23,8 +23,9 @@ from .scene_parts import (SHAPES, COLOURS, SIZES, POSITIONS, RELATIONS, N_CELL_C
 # %% auto #0
 __all__ = ['TEACHER_DEFAULTS', 'TEACHER_IMAGE_PRETRAIN', 'TEACHER_TEXT_STAGE', 'CELL_HEADS', 'N_COUNTS', 'N_DESCRIPTIONS',
            'RELATION_ONLY', 'SHIPPED_TEACHERS', 'teacher_config', 'teacher_key', 'CosineHead', 'pretrain_image_tower',
-           'description_index', 'RelationParser', 'fit_relation_parser', 'scene_embeddings', 'encode_text_trimmed',
-           'every_hard_negative', 'lit_text_tower', 'embedded_teacher', 'teacher_info', 'tiny_teacher', 'ship_teacher']
+           'multi_object', 'description_index', 'RelationParser', 'fit_relation_parser', 'scene_embeddings',
+           'encode_text_trimmed', 'every_hard_negative', 'lit_text_tower', 'embedded_teacher', 'teacher_info',
+           'tiny_teacher', 'ship_teacher']
 
 # %% ../nbs/12_teacher.ipynb #5e3cacae
 _SHAPES_TEACHER = dict(model="ACED-Small-32", steps=1200, batch_size=64, lr=2e-3, warmup=50, ckpt_every=200,
@@ -135,6 +136,11 @@ _DESCRIBED = (("size", tuple(SIZES)), ("colour", tuple(COLOURS)), ("shape", SHAP
 N_DESCRIPTIONS = math.prod(len(v) + 1 for _, v in _DESCRIBED) # each attribute named (one of its values) or not
 RELATION_ONLY = {1: {"full": 1.0}, 2: {"relation": 1.0}, 3: {"relation": 1.0}} # caption families: relations wherever they apply
 
+def multi_object(objects: list[list[dict]], # each scene's objects
+                ) -> np.ndarray: # (M,) indices
+    "The scenes with two or more objects: those a relation caption fits."
+    return np.flatnonzero([len(o) >= 2 for o in objects])
+
 def description_index(d: dict, # an object description: some of size, colour, shape (other keys ignored)
                      ) -> int: # in range(N_DESCRIPTIONS)
     "The index of an object description among every combination of named attributes."
@@ -162,7 +168,7 @@ def fit_relation_parser(X: torch.Tensor, # (N, D) the locked image tower's L2-no
                        ) -> RelationParser: # fitted, frozen
     "Fit a `RelationParser` to the image embeddings: CLIP's loss over relation captions plus each one's relation flip as a hard negative."
     torch.manual_seed(seed); parser = RelationParser(X.shape[1]).to(X.device); opt = torch.optim.Adam(parser.parameters(), lr)
-    multi, flip = np.flatnonzero([len(o) >= 2 for o in objects]), HARD_NEGATIVE_EDITS["relation_flip"]
+    multi, flip = multi_object(objects), HARD_NEGATIVE_EDITS["relation_flip"]
     for step in tqdm(range(steps), desc="relation parser", disable=not progress):
         rng = np.random.default_rng([seed, step]); pos, neg, keep = [], [], []
         for i in rng.choice(multi, min(batch_size, len(multi)), replace=False):
@@ -233,18 +239,18 @@ def lit_text_tower(cfg: TrainConfig, # the teacher's config: model, data, steps,
         if s.get("parser") is not None: rp = RelationParser(X.shape[1]).to(dev).requires_grad_(False); rp.load_state_dict(s["parser"])
     if parser and rp is None:
         rp = fit_relation_parser(X, objects, parser["steps"], seed=cfg.seed, progress=progress)
-    warm, multi = (parser or {}).get("warm_steps", 0), np.flatnonzero([len(o) >= 2 for o in objects])
+    warm, multi = (parser or {}).get("warm_steps", 0), multi_object(objects)
     model.train(); B = cfg.batch_size
     for step in tqdm(range(start, cfg.steps), desc="teacher text tower", initial=start, total=cfg.steps, disable=not progress):
         rng = np.random.default_rng([cfg.seed, step])  # the step's scenes, captions and negatives (a resumed run draws the same)
         first = step < warm  # the warm start: relation captions only, pulled to the parser's vectors, nothing else
         idx = rng.choice(multi if first else len(objects), B, replace=False)
         specs = [clean_caption(objects[i], rng, RELATION_ONLY if first else family_mix) for i in idx]
-        negs = [n for s, i in zip(specs, idx) for n in every_hard_negative(s, objects[i], rng)]
-        t = encode_text_trimmed(model, bundle.tokenizer([render_caption(s) for s in specs + negs]).to(dev))  # (B + N, D)
+        texts = specs + [n for s, i in zip(specs, idx) for n in every_hard_negative(s, objects[i], rng)]  # B captions, then negatives
+        t = encode_text_trimmed(model, bundle.tokenizer([render_caption(s) for s in texts]).to(dev))  # (B + N, D)
         out = {"image_features": X[idx], "text_features": t[:B], "logit_scale": model.logit_scale.exp()}
-        rel = [j for j, s in enumerate(specs + negs) if s["family"] == "relation"]
-        pull = (1 - (t[rel] * rp([(specs + negs)[j] for j in rel])).sum(-1)).mean() if rp is not None and rel else 0.0
+        rel = [j for j, s in enumerate(texts) if s["family"] == "relation"]
+        pull = (1 - (t[rel] * rp([texts[j] for j in rel])).sum(-1)).mean() if rp is not None and rel else 0.0
         loss = pull if first else (contrastive_loss(out)["contrastive_loss"] + (parser or {}).get("weight", 0.0) * pull
                                    + hard_negative_loss(out, t[B:], cfg.hard_negatives)["hard_negative_loss"])
         opt.zero_grad(set_to_none=True); loss.backward()
